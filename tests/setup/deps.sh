@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything `make test` needs on a fresh Debian 12 machine (as root):
+# the Debian packages, then a virtualenv with the pinned Python packages.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+APT_PACKAGES=(
+  thin-provisioning-tools lvm2             # the tools our modules drive
+  qemu-system-x86 busybox-static cpio kmod # the real-LVM test guest
+  openssh-server openssh-client python3-lxml
+  util-linux
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+VENV=${VENV:-.venv}
+stamp="$VENV/.requirements.sha1"
+want=$(sha1sum tests/requirements.txt | cut -d' ' -f1)
+if [[ ! -x $VENV/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  echo "deps: building $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+  echo "$want" > "$stamp"
+fi
