@@ -1,0 +1,173 @@
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Moving chunk data: large positioned reads and writes into reused buffers, a
+stream digest computed on a second core, and discards that keep targets sparse.
+
+Every byte of a diff is checksummed, so it passes through user space once anyway:
+copy_file_range/splice would save one memcpy only to force a second read for the
+hashes. One preadv into a reused buffer plus one writev per extent is the floor.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import queue
+import stat
+import struct
+import threading
+
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
+
+BLKDISCARD = 0x1277
+BLKZEROOUT = 0x127f
+BLKGETSIZE64 = 0x80081272
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_ZEROS = bytes(1 << 20)
+
+
+class BufferedHasher:
+    """Feeds a hashlib object on a worker thread (hashlib releases the GIL on big
+    buffers), so hashing a stream overlaps with reading and writing it.
+
+    Buffers come from a small pool: take one with ``buffer()``, fill it, hand it to
+    ``submit()``; it returns to the pool once hashed. Memory: nbuf * bufsize.
+    """
+
+    def __init__(self, hashobj, bufsize, nbuf=4):
+        self.hashobj = hashobj
+        self._free = queue.Queue()
+        for _ in range(nbuf):
+            self._free.put(bytearray(bufsize))
+        self._work = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name='lvdiff-hash', daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            item = self._work.get()
+            if item is None:
+                self._work.task_done()
+                return
+            data, buf = item
+            self.hashobj.update(data)
+            if buf is not None:
+                self._free.put(buf)
+            self._work.task_done()
+
+    def buffer(self):
+        return self._free.get()
+
+    def submit(self, data, buf=None):
+        """Hash data (in order); if buf is given, it returns to the pool afterwards."""
+        self._work.put((data, buf))
+
+    def release(self, buf):
+        self._free.put(buf)
+
+    def result(self):
+        """Wait until everything submitted is hashed; return the hash object."""
+        self._work.join()
+        return self.hashobj
+
+    def close(self):
+        if self._thread.is_alive():
+            self._work.put(None)
+            self._thread.join()
+
+
+def read_exact(fd, view, offset):
+    """Fill view from fd at offset; a short read means the source is smaller than planned."""
+    got = 0
+    total = len(view)
+    while got < total:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
+            raise LvdiffError('unexpected end of data at byte %d (the volume or file is smaller '
+                              'than its metadata says)' % (offset + got))
+        got += n
+
+
+def write_all(fd, parts):
+    """writev every part in order, resuming after partial writes (pipes, sockets)."""
+    parts = [memoryview(p).cast('B') for p in parts if len(p)]
+    while parts:
+        n = os.writev(fd, parts)
+        while parts and n >= len(parts[0]):
+            n -= len(parts[0])
+            parts.pop(0)
+        if parts and n:
+            parts[0] = parts[0][n:]
+
+
+def pwrite_all(fd, view, offset):
+    view = memoryview(view).cast('B')
+    while len(view):
+        n = os.pwritev(fd, [view], offset)
+        view = view[n:]
+        offset += n
+
+
+def is_block_device(fd):
+    return stat.S_ISBLK(os.fstat(fd).st_mode)
+
+
+def device_size(fd):
+    """Size in bytes of a block device or regular file."""
+    if is_block_device(fd):
+        buf = fcntl.ioctl(fd, BLKGETSIZE64, b'\0' * 8)
+        return struct.unpack('Q', buf)[0]
+    return os.fstat(fd).st_size
+
+
+_libc = None
+
+
+def _punch_hole(fd, offset, length):
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if _libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def write_zeros(fd, offset, length):
+    while length:
+        n = min(length, len(_ZEROS))
+        pwrite_all(fd, memoryview(_ZEROS)[:n], offset)
+        offset += n
+        length -= n
+
+
+def discard(fd, offset, length, block_device):
+    """Make [offset, offset+length) read as zeros while releasing its space.
+
+    Block devices: BLKDISCARD (a thin pool unmaps whole chunks; the plan's discards
+    are chunk-aligned and the pool's chunk size is checked before). Files: punch a
+    hole. Where neither is supported, zeros are written, so content is always right.
+    """
+    if length <= 0:
+        return
+    try:
+        if block_device:
+            fcntl.ioctl(fd, BLKDISCARD, struct.pack('QQ', offset, length))
+        else:
+            _punch_hole(fd, offset, length)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.ENOSYS):
+            raise
+    if block_device:
+        try:
+            fcntl.ioctl(fd, BLKZEROOUT, struct.pack('QQ', offset, length))
+            return
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL):
+                raise
+    write_zeros(fd, offset, length)

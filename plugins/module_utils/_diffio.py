@@ -1,0 +1,145 @@
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Writing a diff from volumes, and reading, verifying and applying one, in either format."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
+    device_size, discard, is_block_device, pwrite_all, read_exact)
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
+    BaseMismatchError, FormatError, LvdiffError)
+from ansible_collections.lvdiff.thin.plugins.module_utils._format import (
+    MAGIC, LvdiffReader, LvdiffWriter, digest_of)
+from ansible_collections.lvdiff.thin.plugins.module_utils._hyperlayer import (
+    MAGIC as HL_MAGIC, HyperlayerReader, HyperlayerWriter)
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DATA, MAX_EXTENT
+
+FORMATS = ('lvdiff', 'hyperlayer')
+_READ_BUFFER = 1 << 20
+_ZEROS = memoryview(bytes(MAX_EXTENT))
+
+
+def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff'):
+    """Write the diff that plan describes, reading data from src_fd and base checks
+    from base_fd. Returns the stream's sha1, size and counts."""
+    if fmt == 'lvdiff':
+        writer = LvdiffWriter(out_fd, header)
+    elif fmt == 'hyperlayer':
+        writer = HyperlayerWriter(out_fd, header, plan.data_chunks + plan.discard_chunks)
+    else:
+        raise LvdiffError('unknown diff format %r (use one of %s)' % (fmt, ', '.join(FORMATS)))
+    checks = 0
+    try:
+        if header.incremental:
+            for offset, length in plan.base_checks(header.checksum_level, header.sample_seed,
+                                                   writer.check_max_len):
+                writer.check_from(base_fd, offset, length)
+                checks += 1
+        for action, offset, length in plan.byte_extents(writer.data_max_len):
+            if action == DATA:
+                writer.data_from(src_fd, offset, length)
+            else:
+                writer.discard(offset, length)
+        sha1, size = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return {'sha1': sha1, 'size': size, 'checks': checks,
+            'data_chunks': plan.data_chunks, 'discard_chunks': plan.discard_chunks,
+            'data_bytes': plan.data_bytes, 'discard_bytes': plan.discard_bytes}
+
+
+def open_reader(f):
+    """A reader for the diff in binary file object f (a file or a pipe), by its magic."""
+    if not hasattr(f, 'peek'):
+        f = io.BufferedReader(f, _READ_BUFFER)
+    head = f.peek(len(HL_MAGIC))[:len(HL_MAGIC)]
+    if head.startswith(MAGIC[:len(head)]) and len(head) >= len(MAGIC):
+        return LvdiffReader(f)
+    if head == HL_MAGIC:
+        return HyperlayerReader(f)
+    if not head:
+        raise FormatError('the diff file is empty')
+    raise FormatError('not a diff file: it starts with %r, neither the lvdiff magic nor HYPERLAYER/1.0'
+                      % bytes(head[:16]))
+
+
+@contextlib.contextmanager
+def open_diff(path):
+    """Open the diff at path and yield its reader."""
+    try:
+        f = open(path, 'rb', buffering=_READ_BUFFER)
+    except OSError as e:
+        raise LvdiffError('cannot open diff file %s: %s' % (path, e.strerror))
+    with f:
+        yield open_reader(f)
+
+
+def verify(reader):
+    """Read and verify every record and the trailer, writing nothing."""
+    for event in reader.events():
+        pass
+    return summary(reader)
+
+
+def summary(reader):
+    h = reader.header
+    return {'format': h.format, 'header': h.as_dict(), 'sha1': reader.sha1, 'size': reader.size,
+            'records': dict(reader.counts), 'data_bytes': reader.data_bytes,
+            'discard_bytes': reader.discard_bytes}
+
+
+def check_target(header, target_chunk_size=None):
+    """Refuse a target pool whose chunk size differs from the diff's."""
+    if target_chunk_size is not None and target_chunk_size != header.chunk_size:
+        raise LvdiffError('chunk size mismatch: the diff was made on a pool with %d KiB chunks, the '
+                          'target pool has %d KiB chunks; restore into a pool with %d KiB chunks'
+                          % (header.chunk_size // 1024, target_chunk_size // 1024, header.chunk_size // 1024))
+
+
+def apply(reader, target_fd, base_check=True, target_chunk_size=None):
+    """Apply the diff onto target_fd, which holds the base state (a copy or snapshot
+    of the base). Base checks are verified before the first write: a wrong base
+    changes nothing. Returns the summary."""
+    header = reader.header
+    check_target(header, target_chunk_size)
+    block = is_block_device(target_fd)
+    size = header.volume['size']
+    if block and device_size(target_fd) < size:
+        raise LvdiffError('the target device is %d bytes, smaller than the %d-byte volume in the diff; '
+                          'extend it first' % (device_size(target_fd), size))
+    zeros_to_discard = header.format == 'hyperlayer'  # its base-only chunks come as zeros
+    buf = bytearray(MAX_EXTENT) if base_check else None
+    for kind, offset, length, payload in reader.events():
+        if kind == 'data':
+            if zeros_to_discard and payload == _ZEROS[:length]:
+                discard(target_fd, offset, length, block)
+            else:
+                pwrite_all(target_fd, payload, offset)
+        elif kind == 'discard':
+            discard(target_fd, offset, length, block)
+        elif base_check:
+            _check_base(target_fd, header, offset, length, payload, buf)
+    if not block and device_size(target_fd) != size:
+        os.ftruncate(target_fd, size)
+    return summary(reader)
+
+
+def _check_base(fd, header, offset, length, expected, buf):
+    view = memoryview(buf)[:length] if length <= len(buf) else memoryview(bytearray(length))
+    try:
+        read_exact(fd, view, offset)
+    except LvdiffError:
+        raise BaseMismatchError('base check failed: the target base ends before byte %d, which the diff '
+                                'checks; it is not the base this diff was made against' % (offset + length))
+    if digest_of(header.check_digest, view) != expected:
+        raise BaseMismatchError(
+            'base check failed at byte %d (length %d): the target does not hold the data the diff was '
+            'made against (base %s, %s). Nothing was written. Patch onto the right base, or skip the '
+            'check only if you know better' % (offset, length, header.base.get('name') or '?',
+                                               header.base.get('uuid')))

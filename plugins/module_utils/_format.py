@@ -1,0 +1,350 @@
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lvdiff diff format, version 1 (specified in docs/format.md), and the header
+model shared with the HyperLayer codec.
+
+A file is MAGIC, a u32 version, then records: HEADER, CHECK*, (DATA|DISCARD)*, TRAILER.
+Every record is a 24-byte head, a body, and a CRC-32 of head and body. The trailer
+holds the record counts and the SHA-1 of every byte before it; nothing may follow it.
+Written and read strictly in order, so a diff can go through a pipe or SSH.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import zlib
+
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
+    BufferedHasher, read_exact, write_all)
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT
+
+TOOL_VERSION = 'lvdiff.thin 0.1.0'
+MAGIC = b'\x89LVDIFF\n'
+FORMAT_VERSION = 1
+_PREAMBLE = struct.Struct('<8sI')
+# type, flags, reserved, body length, offset, length
+_HEAD = struct.Struct('<BBHIQQ')
+_CRC = struct.Struct('<I')
+HEADER, CHECK, DATA, DISCARD, TRAILER = (ord(c) for c in 'HCDZT')
+_NAMES = {HEADER: 'HEADER', CHECK: 'CHECK', DATA: 'DATA', DISCARD: 'DISCARD', TRAILER: 'TRAILER'}
+MAX_JSON = 16 << 20
+MAX_DATA = 16 << 20
+CHECK_DIGESTS = {'sha256': 32, 'crc32': 4}
+
+
+class DiffHeader:
+    """What a diff says about itself, whatever its format.
+
+    volume: {'name', 'uuid', 'thin_id', 'size'}; base: the same or None (full image);
+    sizes in bytes. check_digest: how CHECK digests are computed ('sha256', or
+    'crc32' as 4 big-endian bytes for HyperLayer files).
+    """
+
+    FIELDS = ('format', 'format_version', 'tool', 'created', 'volume', 'base', 'chunk_size',
+              'checksum_level', 'sample_seed', 'check_digest', 'pool_transaction', 'pairs')
+
+    def __init__(self, volume, chunk_size, base=None, checksum_level=2, sample_seed=0, pairs=None,
+                 created=None, tool=TOOL_VERSION, check_digest='sha256', pool_transaction=None,
+                 format='lvdiff', format_version=FORMAT_VERSION):
+        self.format = format
+        self.format_version = format_version
+        self.tool = tool
+        self.created = created
+        self.volume = dict(volume)
+        self.base = dict(base) if base is not None else None
+        self.chunk_size = chunk_size
+        self.checksum_level = checksum_level
+        self.sample_seed = sample_seed
+        self.check_digest = check_digest
+        self.pool_transaction = pool_transaction
+        self.pairs = dict(pairs or {})
+
+    @property
+    def incremental(self):
+        return self.base is not None
+
+    def as_dict(self):
+        return dict((k, getattr(self, k)) for k in self.FIELDS)
+
+    def __eq__(self, other):
+        return isinstance(other, DiffHeader) and self.as_dict() == other.as_dict()
+
+    def __repr__(self):
+        return 'DiffHeader(%r)' % (self.as_dict(),)
+
+    def _json(self):
+        d = self.as_dict()
+        del d['format'], d['format_version']
+        return json.dumps(d, ensure_ascii=False, sort_keys=True, separators=(',', ':')).encode('utf-8')
+
+    @classmethod
+    def _from_json(cls, body):
+        try:
+            d = json.loads(body.decode('utf-8'))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise FormatError('diff header is not valid UTF-8 JSON: %s' % e)
+        if not isinstance(d, dict):
+            raise FormatError('diff header is not a JSON object')
+        _require(d, 'volume', dict)
+        for key in ('name', 'uuid'):
+            _require(d['volume'], key, str, 'volume.')
+        _require(d['volume'], 'size', int, 'volume.')
+        if d.get('base') is not None:
+            _require(d, 'base', dict)
+            _require(d['base'], 'uuid', str, 'base.')
+        _require(d, 'chunk_size', int)
+        _require(d, 'checksum_level', int)
+        _require(d, 'pairs', dict)
+        if d['chunk_size'] <= 0 or d['chunk_size'] % 512:
+            raise FormatError('diff header: chunk_size %d is not a positive multiple of 512' % d['chunk_size'])
+        if d.get('check_digest', 'sha256') not in CHECK_DIGESTS:
+            raise FormatError('diff header: unknown check digest %r' % (d.get('check_digest'),))
+        known = dict((k, d[k]) for k in cls.FIELDS if k in d and k not in ('format', 'format_version'))
+        return cls(**known)
+
+
+def _require(d, key, typ, prefix=''):
+    if not isinstance(d.get(key), typ) or (typ is int and isinstance(d.get(key), bool)):
+        raise FormatError('diff header: %s%s missing or not a %s' % (prefix, key, typ.__name__))
+
+
+def digest_of(algorithm, data):
+    if algorithm == 'crc32':
+        return zlib.crc32(data).to_bytes(4, 'big')
+    return hashlib.sha256(data).digest()
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+class LvdiffWriter:
+    """Writes one diff to a file descriptor (file, pipe or socket), in order.
+
+    Call check_from() for every base check, then data_from()/discard() ascending,
+    then finish(), which returns (sha1 hex of the whole stream, its size).
+    """
+
+    check_max_len = data_max_len = MAX_EXTENT
+
+    def __init__(self, out_fd, header):
+        self.fd = out_fd
+        self.header = header
+        self.size = 0
+        self.counts = {'check': 0, 'data': 0, 'discard': 0}
+        self.data_bytes = self.discard_bytes = 0
+        self.hasher = BufferedHasher(hashlib.sha1(), MAX_EXTENT)
+        self._emit(_PREAMBLE.pack(MAGIC, FORMAT_VERSION))
+        self._record(HEADER, 0, 0, header._json())
+
+    def _emit(self, *parts):
+        write_all(self.fd, parts)
+        for p in parts:
+            self.hasher.submit(bytes(p))
+            self.size += len(p)
+
+    def _record(self, rtype, offset, length, body=b''):
+        head = _HEAD.pack(rtype, 0, 0, len(body), offset, length)
+        crc = _CRC.pack(zlib.crc32(body, zlib.crc32(head)))
+        self._emit(head, body, crc)
+
+    def check_from(self, base_fd, offset, length):
+        buf = self.hasher.buffer()
+        try:
+            view = memoryview(buf)[:length]
+            read_exact(base_fd, view, offset)
+            self._record(CHECK, offset, length, digest_of(self.header.check_digest, view))
+        finally:
+            self.hasher.release(buf)
+        self.counts['check'] += 1
+
+    def data_from(self, src_fd, offset, length):
+        buf = self.hasher.buffer()
+        view = memoryview(buf)[:length]
+        try:
+            read_exact(src_fd, view, offset)
+        except BaseException:
+            self.hasher.release(buf)
+            raise
+        head = _HEAD.pack(DATA, 0, 0, length, offset, length)
+        crc = _CRC.pack(zlib.crc32(view, zlib.crc32(head)))
+        write_all(self.fd, (head, view, crc))
+        self.hasher.submit(head)
+        self.hasher.submit(view, buf)
+        self.hasher.submit(crc)
+        self.size += len(head) + length + len(crc)
+        self.counts['data'] += 1
+        self.data_bytes += length
+
+    def discard(self, offset, length):
+        self._record(DISCARD, offset, length)
+        self.counts['discard'] += 1
+        self.discard_bytes += length
+
+    def finish(self):
+        before = self.hasher.result().hexdigest()
+        trailer = {'records': self.counts, 'data_bytes': self.data_bytes,
+                   'discard_bytes': self.discard_bytes, 'sha1': before}
+        self._record(TRAILER, 0, 0, json.dumps(trailer, sort_keys=True, separators=(',', ':')).encode())
+        sha1 = self.hasher.result().hexdigest()
+        self.hasher.close()
+        return sha1, self.size
+
+    def abort(self):
+        self.hasher.close()
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+class LvdiffReader:
+    """Reads and verifies a diff from a binary file object, strictly in order.
+
+    ``header`` is read at construction. ``events()`` yields ('check', offset, length,
+    digest), ('data', offset, length, payload) and ('discard', offset, length, None),
+    each record verified before it is yielded; a payload view is valid until the
+    next event. After the last event the trailer has been verified and ``sha1``
+    (of the whole file), ``size`` and ``counts`` are set.
+    """
+
+    def __init__(self, f):
+        self.f = f
+        self.pos = 0
+        self.index = 0
+        self.size = None
+        self.sha1 = None
+        self.counts = {'check': 0, 'data': 0, 'discard': 0}
+        self.data_bytes = self.discard_bytes = 0
+        self.hasher = BufferedHasher(hashlib.sha1(), MAX_DATA, nbuf=3)
+        pre = self._read(_PREAMBLE.size, 'the file preamble')
+        magic, version = _PREAMBLE.unpack(pre)
+        if magic != MAGIC:
+            raise FormatError('not an lvdiff file: bad magic %r' % magic)
+        if version != FORMAT_VERSION:
+            raise FormatError('diff format version %d is not supported by %s (it reads version %d); '
+                              'upgrade the collection' % (version, TOOL_VERSION, FORMAT_VERSION))
+        self.hasher.submit(pre)
+        rtype, offset, length, body = self._next_record()
+        if rtype != HEADER:
+            raise FormatError('record 0 is %s, expected HEADER' % _NAMES.get(rtype, rtype))
+        self.header = DiffHeader._from_json(bytes(body))
+
+    def _read(self, n, what):
+        data = self.f.read(n)
+        if len(data) != n:
+            raise FormatError('truncated diff: file ends at byte %d inside %s' % (self.pos + len(data), what))
+        self.pos += n
+        return data
+
+    def _fail(self, start, msg):
+        return FormatError('corrupt diff: record %d at file offset %d: %s' % (self.index, start, msg))
+
+    def _next_record(self):
+        """Read one record, verify its CRC; the body is a view, valid until the next call."""
+        start = self.pos
+        head = self._read(_HEAD.size, 'record %d' % self.index)
+        rtype, flags, reserved, body_len, offset, length = _HEAD.unpack(head)
+        if rtype not in _NAMES or flags or reserved:
+            # A flipped bit in a head may show here before the CRC is read.
+            raise self._fail(start, 'unknown record type %d or non-zero flags' % rtype)
+        limit = MAX_DATA if rtype == DATA else MAX_JSON
+        if body_len > limit:
+            raise self._fail(start, 'body length %d is larger than any valid record' % body_len)
+        if rtype == TRAILER:  # the trailer holds the digest of everything before it
+            self._digest_before_trailer = self.hasher.result().hexdigest()
+        buf = self.hasher.buffer() if body_len else None
+        body = memoryview(buf)[:body_len] if buf is not None else memoryview(b'')
+        try:
+            got = self.f.readinto(body) if body_len else 0
+            while got < body_len:
+                n = self.f.readinto(body[got:])
+                if not n:
+                    raise FormatError('truncated diff: file ends at byte %d inside record %d (%s)'
+                                      % (self.pos + got, self.index, _NAMES[rtype]))
+                got += n
+            self.pos += body_len
+            crc_bytes = self._read(_CRC.size, 'record %d' % self.index)
+            if _CRC.unpack(crc_bytes)[0] != zlib.crc32(body, zlib.crc32(head)):
+                raise self._fail(start, '%s record checksum mismatch (volume offset %d, length %d)'
+                                 % (_NAMES[rtype], offset, length))
+        except BaseException:
+            if buf is not None:
+                self.hasher.release(buf)
+            raise
+        self.hasher.submit(head)
+        if buf is not None:
+            self.hasher.submit(body, buf)
+        self.hasher.submit(crc_bytes)
+        self.index += 1
+        return rtype, offset, length, body
+
+    def events(self):
+        hdr = self.header
+        vol_size = hdr.volume['size']
+        base_size = (hdr.base or {}).get('size')
+        digest_len = CHECK_DIGESTS[hdr.check_digest]
+        end = 0
+        in_data = False
+        try:
+            while True:
+                start = self.pos
+                rtype, offset, length, body = self._next_record()
+                if rtype == TRAILER:
+                    self._check_trailer(start, body, self._digest_before_trailer)
+                    return
+                if rtype == HEADER:
+                    raise self._fail(start, 'a second HEADER record')
+                if rtype == CHECK:
+                    if in_data:
+                        raise self._fail(start, 'CHECK record after DATA/DISCARD records')
+                    if not hdr.incremental:
+                        raise self._fail(start, 'CHECK record in a full image')
+                    if len(body) != digest_len or length == 0 or (
+                            base_size is not None and offset + length > base_size):
+                        raise self._fail(start, 'CHECK record out of range or with a bad digest size')
+                    self.counts['check'] += 1
+                    yield 'check', offset, length, bytes(body)
+                    continue
+                in_data = True
+                if offset < end or length == 0 or offset + length > vol_size:
+                    raise self._fail(start, '%s range %d+%d overlaps, goes backwards or leaves the '
+                                     '%d-byte volume' % (_NAMES[rtype], offset, length, vol_size))
+                end = offset + length
+                if rtype == DATA:
+                    if len(body) != length:
+                        raise self._fail(start, 'DATA record length %d but body %d' % (length, len(body)))
+                    self.counts['data'] += 1
+                    self.data_bytes += length
+                    yield 'data', offset, length, body
+                else:
+                    if len(body):
+                        raise self._fail(start, 'DISCARD record with a body')
+                    self.counts['discard'] += 1
+                    self.discard_bytes += length
+                    yield 'discard', offset, length, None
+        finally:
+            self.hasher.close()
+
+    def _check_trailer(self, start, body, digest_before):
+        try:
+            t = json.loads(bytes(body).decode('utf-8'))
+            expected = (t['records'], t['data_bytes'], t['discard_bytes'], t['sha1'])
+        except (ValueError, KeyError, TypeError) as e:
+            raise self._fail(start, 'unreadable TRAILER: %s' % e)
+        actual = (self.counts, self.data_bytes, self.discard_bytes, digest_before)
+        if expected != actual:
+            raise self._fail(start, 'TRAILER does not match the records read (records lost, added or '
+                             'reordered): expected %r, read %r' % (expected, actual))
+        if self.f.read(1):
+            raise FormatError('corrupt diff: data after the TRAILER at file offset %d' % self.pos)
+        self.size = self.pos
+        self.sha1 = self.hasher.result().hexdigest()
+
+
+def check_level(level):
+    if level not in (0, 1, 2, 3):
+        raise LvdiffError('checksum level must be 0, 1, 2 or 3, not %r' % (level,))
+    return level

@@ -1,0 +1,284 @@
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The original Go lvdiff's HYPERLAYER/1.0 format, read and written for compatibility.
+
+It has no record checksums and no trailer: we detect what can be detected (a short
+payload, a missing newline, fewer W records than the header's "Delta blocks") and say
+in docs/format.md what cannot (a flipped payload byte). The header is YAML-like; we
+never run a YAML parser on it: "key: value" lines, split at the first ": ", values
+taken verbatim unless they are one complete YAML quoted scalar. Base-only chunks are
+sent as chunks of zeros, because the format has no discard record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zlib
+
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
+    BufferedHasher, read_exact, write_all)
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT
+
+MAGIC = b'HYPERLAYER/1.0\n'
+_STANDARD_KEYS = ('Name', 'Volume size', 'Chunk size', 'Delta blocks', 'VolumeUUID', 'Detect level',
+                  'Backing volumeUUID')
+_PAIR_KEY = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_ .-]*$')
+_SECTOR = 512
+_MAX_LINE = 65536
+_ZEROS = bytes(MAX_EXTENT)
+
+
+def _yaml_value(text):
+    """The string a YAML reader would see for a one-line value we wrote or the Go tool wrote."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    if len(text) >= 2 and text[0] == "'" and text[-1] == "'" and "'" not in text[1:-1].replace("''", ''):
+        return text[1:-1].replace("''", "'")
+    return text
+
+
+def _check_pairs(pairs):
+    for key, value in pairs.items():
+        if not _PAIR_KEY.match(key) or key.endswith(' ') or key in _STANDARD_KEYS:
+            raise LvdiffError('pair key %r cannot be written in a HyperLayer header: keys there are '
+                              'identifiers (letters, digits, _ . - and inner spaces) other than the '
+                              'standard keys; use format lvdiff for any key' % key)
+
+
+class HyperlayerWriter:
+    """Same interface as LvdiffWriter. ``delta_blocks``: the number of W records
+    (data chunks plus discarded chunks), which the header announces up front."""
+
+    def __init__(self, out_fd, header, delta_blocks):
+        if not header.incremental:
+            raise LvdiffError('a HyperLayer file cannot hold a full image: the Go lvpatch always '
+                              'patches onto a base volume; use format lvdiff')
+        _check_pairs(header.pairs)
+        self.fd = out_fd
+        self.header = header
+        self.chunk = header.chunk_size
+        self.check_max_len = self.chunk
+        self.data_max_len = self.chunk
+        self.size = 0
+        self.checks = 0
+        self.writes = 0
+        self.hasher = BufferedHasher(hashlib.sha1(), MAX_EXTENT)
+        lines = ['HYPERLAYER/1.0',
+                 'Name: %s' % header.volume['name'],
+                 'Volume size: %d' % header.volume['size'],
+                 'Chunk size: %d' % header.chunk_size,
+                 'Delta blocks: %d' % delta_blocks,
+                 'VolumeUUID: %s' % header.volume['uuid'],
+                 'Detect level: %d' % header.checksum_level,
+                 'Backing volumeUUID: %s' % header.base['uuid']]
+        lines += ['%s: %s' % (k, json.dumps(v, ensure_ascii=False)) for k, v in sorted(header.pairs.items())]
+        self._emit(('\n'.join(lines) + '\n\n').encode('utf-8'))
+
+    def _emit(self, *parts):
+        write_all(self.fd, parts)
+        for p in parts:
+            self.hasher.submit(bytes(p))
+            self.size += len(p)
+
+    def check_from(self, base_fd, offset, length):
+        buf = self.hasher.buffer()
+        try:
+            view = memoryview(buf)[:length]
+            read_exact(base_fd, view, offset)
+            crc = zlib.crc32(view)
+        finally:
+            self.hasher.release(buf)
+        self._emit(b'D %X %X CRC32 %x\n' % (offset // _SECTOR, length // _SECTOR, crc))
+        self.checks += 1
+
+    def _end_checks(self):
+        if self.checks and not self.writes:
+            self._emit(b'\n')
+
+    def data_from(self, src_fd, offset, length):
+        """One W record of at most one chunk, streamed in pieces."""
+        self._end_checks()
+        self._emit(b'W %X %X\n' % (offset // _SECTOR, length // _SECTOR))
+        done = 0
+        while done < length:
+            n = min(MAX_EXTENT, length - done)
+            buf = self.hasher.buffer()
+            view = memoryview(buf)[:n]
+            try:
+                read_exact(src_fd, view, offset + done)
+                write_all(self.fd, (view,))
+            except BaseException:
+                self.hasher.release(buf)
+                raise
+            self.hasher.submit(view, buf)
+            self.size += n
+            done += n
+        self._emit(b'\n')
+        self.writes += 1
+
+    def discard(self, offset, length):
+        end = offset + length
+        while offset < end:
+            n = min(self.chunk, end - offset)
+            self._end_checks()
+            self._emit(b'W %X %X\n' % (offset // _SECTOR, n // _SECTOR))
+            left = n
+            while left:
+                m = min(left, len(_ZEROS))
+                self._emit(memoryview(_ZEROS)[:m])
+                left -= m
+            self._emit(b'\n')
+            self.writes += 1
+            offset += n
+
+    def finish(self):
+        sha1 = self.hasher.result().hexdigest()
+        self.hasher.close()
+        return sha1, self.size
+
+    def abort(self):
+        self.hasher.close()
+
+
+class HyperlayerReader:
+    """Same interface as LvdiffReader, for HYPERLAYER/1.0 files."""
+
+    def __init__(self, f):
+        self.f = f
+        self.pos = 0
+        self.line_no = 0
+        self.size = None
+        self.sha1 = None
+        self.counts = {'check': 0, 'data': 0, 'discard': 0}
+        self.data_bytes = self.discard_bytes = 0
+        self.hasher = BufferedHasher(hashlib.sha1(), MAX_EXTENT, nbuf=3)
+        if self._line() != MAGIC:
+            raise FormatError('not a HyperLayer file: the first line is not HYPERLAYER/1.0')
+        fields = {}
+        pairs = {}
+        while True:
+            line = self._line()
+            if not line:
+                raise FormatError('truncated HyperLayer file: the header has no ending blank line')
+            if line == b'\n':
+                break
+            try:
+                text = line.decode('utf-8').rstrip('\n')
+            except UnicodeDecodeError:
+                raise FormatError('HyperLayer header line %d is not UTF-8' % self.line_no)
+            key, sep, value = text.partition(':')
+            if not sep:
+                raise FormatError('HyperLayer header line %d has no "key: value": %r' % (self.line_no, text))
+            value = value[1:] if value.startswith(' ') else value
+            if key in _STANDARD_KEYS:
+                fields[key] = value.strip()
+            else:
+                pairs[key] = _yaml_value(value.strip())
+        for key in _STANDARD_KEYS:
+            if key not in fields:
+                raise FormatError('HyperLayer header has no %r line' % key)
+        ints = {}
+        for key in ('Volume size', 'Chunk size', 'Delta blocks', 'Detect level'):
+            try:
+                ints[key] = int(fields[key])
+            except ValueError:
+                raise FormatError('HyperLayer header: %s is not a number: %r' % (key, fields[key]))
+        if ints['Chunk size'] <= 0 or ints['Chunk size'] % _SECTOR or ints['Volume size'] % _SECTOR:
+            raise FormatError('HyperLayer header: chunk size %d or volume size %d is not a multiple of 512'
+                              % (ints['Chunk size'], ints['Volume size']))
+        self.delta_blocks = ints['Delta blocks']
+        self.header = DiffHeader(
+            format='hyperlayer', format_version=1, tool='hyperlayer', check_digest='crc32',
+            volume={'name': _yaml_value(fields['Name']), 'uuid': fields['VolumeUUID'],
+                    'thin_id': None, 'size': ints['Volume size']},
+            base={'name': None, 'uuid': fields['Backing volumeUUID'], 'thin_id': None, 'size': None},
+            chunk_size=ints['Chunk size'], checksum_level=ints['Detect level'], pairs=pairs)
+
+    def _line(self):
+        line = self.f.readline(_MAX_LINE)
+        self.hasher.submit(line)
+        self.pos += len(line)
+        self.line_no += 1
+        return line
+
+    def _range(self, parts, what):
+        try:
+            offset, length = int(parts[1], 16) * _SECTOR, int(parts[2], 16) * _SECTOR
+        except (ValueError, IndexError):
+            raise FormatError('corrupt HyperLayer file: bad %s line %d at file offset %d'
+                              % (what, self.line_no, self.pos))
+        if length <= 0 or offset + length > self.header.volume['size']:
+            raise FormatError('corrupt HyperLayer file: %s line %d: range %d+%d outside the %d-byte volume'
+                              % (what, self.line_no, offset, length, self.header.volume['size']))
+        return offset, length
+
+    def events(self):
+        try:
+            line = self._line()
+            while line.startswith(b'D '):
+                parts = line.split()
+                offset, length = self._range(parts, 'D')
+                try:
+                    if len(parts) != 5 or parts[3] != b'CRC32':
+                        raise ValueError
+                    crc = int(parts[4], 16)
+                    if crc >> 32:
+                        raise ValueError
+                except ValueError:
+                    raise FormatError('corrupt HyperLayer file: bad D line %d: %r' % (self.line_no, line))
+                self.counts['check'] += 1
+                yield 'check', offset, length, crc.to_bytes(4, 'big')
+                line = self._line()
+                if line == b'\n':
+                    line = self._line()
+            while line:
+                if not line.startswith(b'W ') or not line.endswith(b'\n'):
+                    raise FormatError('corrupt HyperLayer file: expected a W record at line %d, file offset %d'
+                                      % (self.line_no, self.pos - len(line)))
+                offset, length = self._range(line.split(), 'W')
+                for event in self._payload(offset, length):
+                    yield event
+                if self.f.read(1) != b'\n':
+                    raise FormatError('corrupt or truncated HyperLayer file: W record at volume offset %d '
+                                      'is not followed by a newline (file offset %d)' % (offset, self.pos))
+                self.hasher.submit(b'\n')
+                self.pos += 1
+                self.counts['data'] += 1
+                line = self._line()
+            if self.counts['data'] != self.delta_blocks:
+                raise FormatError('truncated HyperLayer file: %d W records, the header announces %d'
+                                  % (self.counts['data'], self.delta_blocks))
+            self.size = self.pos
+            self.sha1 = self.hasher.result().hexdigest()
+        finally:
+            self.hasher.close()
+
+    def _payload(self, offset, length):
+        done = 0
+        while done < length:
+            n = min(MAX_EXTENT, length - done)
+            buf = self.hasher.buffer()
+            view = memoryview(buf)[:n]
+            got = self.f.readinto(view)
+            while got and got < n:
+                more = self.f.readinto(view[got:])
+                if not more:
+                    break
+                got += more
+            if got != n:
+                self.hasher.release(buf)
+                raise FormatError('truncated HyperLayer file: W record at volume offset %d ends after %d of '
+                                  '%d bytes' % (offset, done + got, length))
+            self.hasher.submit(view, buf)
+            self.pos += n
+            self.data_bytes += n
+            yield 'data', offset + done, n, view
+            done += n

@@ -1,0 +1,380 @@
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Thin pool metadata: tool versions, the pool's metadata snapshot, and streaming
+parses of thin_delta / thin_dump output into chunk runs.
+
+The parsers use lxml's parser-target interface fed in blocks: no element tree is
+built at all (iterparse builds and then clears one element per mapping, about
+twice as slow), so memory stays flat however many mappings a pool has.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import signal
+import struct
+import tempfile
+import time
+
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
+    CommandError, LvdiffError, MetadataSnapshotHeldError)
+
+try:
+    from lxml import etree
+    HAS_LXML = True
+    LXML_IMPORT_ERROR = None
+except ImportError as e:  # pragma: no cover - exercised by the sanity import test
+    HAS_LXML = False
+    LXML_IMPORT_ERROR = e
+
+# Kinds of thin_delta runs, with --snap1 BASE --snap2 SOURCE.
+SAME, DIFFERENT, BASE_ONLY, SOURCE_ONLY = 'same', 'different', 'left_only', 'right_only'
+_DELTA_TAGS = {'same': SAME, 'different': DIFFERENT, 'differ': DIFFERENT,
+               'left_only': BASE_ONLY, 'right_only': SOURCE_ONLY}
+_FEED_BLOCK = 1 << 20
+
+# --- tool versions -----------------------------------------------------------------
+
+_BAD_VERSIONS = [
+    # (first bad, first good, why); ranges are half-open.
+    ((0, 0, 0), (0, 7, 4), 'releases before 0.7.4 miss tail blocks and compare mappings wrongly'),
+    ((0, 7, 5), (0, 7, 6), '0.7.5 reports left_only ranges past the end of a shrunk volume'),
+    ((1, 0, 0), (1, 0, 6), '1.0.0 to 1.0.5 merge runs without checking data-block contiguity '
+                           'and can miss changes silently (and 1.0.0 ignores -m)'),
+]
+
+
+def parse_version(text):
+    m = re.search(r'(\d+)\.(\d+)\.(\d+)', text or '')
+    if not m:
+        raise CommandError('cannot read the thin-provisioning-tools version from %r' % (text,))
+    return tuple(int(x) for x in m.groups())
+
+
+def check_tools_version(version):
+    """Raise LvdiffError for a thin-provisioning-tools release known to give wrong output."""
+    for first_bad, first_good, why in _BAD_VERSIONS:
+        if first_bad <= version < first_good:
+            raise LvdiffError('thin-provisioning-tools %s is not safe to use: %s; install 0.7.4+ '
+                              '(not 0.7.5) or 1.0.6+' % ('.'.join(map(str, version)), why))
+    return version
+
+
+def tools_version(runner):
+    rc, out, err = runner.run(['thin_delta', '--version'])
+    return check_tools_version(parse_version(out + err))
+
+# --- streaming parsers -------------------------------------------------------------
+
+
+def _feed(parser, target, stream):
+    """Feed stream to an lxml target parser; yield what the target collected per block."""
+    read = getattr(stream, 'read')
+    while True:
+        block = read(_FEED_BLOCK)
+        if not block:
+            break
+        try:
+            parser.feed(block)
+        except etree.XMLSyntaxError as e:
+            raise LvdiffError('malformed thin tool output: %s' % e)
+        if target.runs:
+            yield target.runs
+            target.runs = []
+    try:
+        parser.close()
+    except etree.XMLSyntaxError as e:
+        raise LvdiffError('truncated or malformed thin tool output: %s' % e)
+    if target.runs:
+        yield target.runs
+    target.check_complete()
+
+
+def _new_parser(target):
+    return etree.XMLParser(target=target, resolve_entities=False, no_network=True, huge_tree=True)
+
+
+class _DeltaTarget:
+    def __init__(self):
+        self.runs = []
+        self.superblock = {}
+        self.seen_diff = False
+
+    def start(self, tag, attrib):
+        kind = _DELTA_TAGS.get(tag)
+        if kind is not None:
+            self.runs.append((kind, int(attrib['begin']), int(attrib['length'])))
+        elif tag == 'superblock':
+            self.superblock = dict(attrib)
+        elif tag == 'diff':
+            self.seen_diff = True
+        elif tag == 'range':
+            raise LvdiffError('thin_delta printed verbose output; run it without --verbose')
+
+    def end(self, tag):
+        pass
+
+    def data(self, text):
+        pass
+
+    def close(self):
+        return None
+
+    def check_complete(self):
+        if not self.seen_diff:
+            raise LvdiffError('thin_delta output has no <diff> element')
+
+
+def delta_runs(stream):
+    """Yield lists of (kind, begin_chunk, length_chunks) from thin_delta XML output.
+
+    kind is SAME, DIFFERENT, BASE_ONLY (left_only) or SOURCE_ONLY (right_only).
+    """
+    target = _DeltaTarget()
+    return _feed(_new_parser(target), target, stream)
+
+
+class _DumpTarget:
+    """Collects the mapped runs of one device, coalesced in virtual (origin) space.
+
+    Rust thin_dump may factor shared subtrees out as <def name> ... </def> and refer
+    to them with <ref name/>; defs are spooled to a temporary file, not to memory.
+    """
+
+    _PAIR = struct.Struct('<QQ')
+
+    def __init__(self, dev_id):
+        self.dev_id = str(dev_id)
+        self.runs = []
+        self.superblock = {}
+        self.device = None
+        self.in_device = False
+        self.def_name = None
+        self.defs = {}
+        self.spool = None
+        self.pending = None  # (begin, length) not yet emitted, to coalesce adjacent mappings
+
+    def _add(self, begin, length):
+        pending = self.pending
+        if pending is not None and pending[0] + pending[1] == begin:
+            self.pending = (pending[0], pending[1] + length)
+            return
+        if pending is not None:
+            self._emit(pending)
+        self.pending = (begin, length)
+
+    def _emit(self, run):
+        if self.def_name is not None:
+            self.spool.write(self._PAIR.pack(*run))
+            self.defs[self.def_name][1] += 1
+        else:
+            self.runs.append(run)
+
+    def _flush(self):
+        if self.pending is not None:
+            self._emit(self.pending)
+            self.pending = None
+
+    def start(self, tag, attrib):
+        if tag == 'single_mapping':
+            if self.in_device or self.def_name is not None:
+                self._add(int(attrib['origin_block']), 1)
+        elif tag == 'range_mapping':
+            if self.in_device or self.def_name is not None:
+                self._add(int(attrib['origin_begin']), int(attrib['length']))
+        elif tag == 'device':
+            if attrib.get('dev_id') == self.dev_id:
+                self.in_device = True
+                self.device = dict(attrib)
+        elif tag == 'def':
+            self._flush()
+            if self.spool is None:
+                self.spool = tempfile.TemporaryFile()
+            self.spool.seek(0, os.SEEK_END)
+            self.def_name = attrib['name']
+            self.defs[self.def_name] = [self.spool.tell(), 0]
+        elif tag == 'ref':
+            if self.in_device:
+                self._replay(attrib['name'])
+        elif tag == 'superblock':
+            self.superblock = dict(attrib)
+
+    def _replay(self, name):
+        if name not in self.defs:
+            raise LvdiffError('thin_dump output refers to an undefined subtree %r' % name)
+        offset, count = self.defs[name]
+        self.spool.seek(offset)
+        size = self._PAIR.size
+        while count:
+            n = min(count, 65536)
+            buf = self.spool.read(n * size)
+            for begin, length in self._PAIR.iter_unpack(buf):
+                self._add(begin, length)
+            count -= n
+
+    def end(self, tag):
+        if tag == 'device' and self.in_device:
+            self._flush()
+            self.in_device = False
+        elif tag == 'def':
+            self._flush()
+            self.def_name = None
+
+    def data(self, text):
+        pass
+
+    def close(self):
+        return None
+
+    def check_complete(self):
+        if self.spool is not None:
+            self.spool.close()
+        if self.device is None:
+            raise LvdiffError('thin_dump output has no device %s' % self.dev_id)
+
+
+def mapped_runs(stream, dev_id):
+    """Yield lists of (begin_chunk, length_chunks): the mapped chunks of device dev_id
+    in thin_dump XML output, ascending and coalesced."""
+    target = _DumpTarget(dev_id)
+    return _feed(_new_parser(target), target, stream)
+
+# --- running the tools ---------------------------------------------------------------
+
+
+def _flatten(batches):
+    for batch in batches:
+        for item in batch:
+            yield item
+
+
+def thin_delta(runner, tmeta, base_id, source_id, metadata_snap=True):
+    """Yield (kind, begin, length) runs between two thin devices, streaming thin_delta."""
+    argv = ['thin_delta'] + (['-m'] if metadata_snap else []) + [
+        '--snap1', str(base_id), '--snap2', str(source_id), tmeta]
+    with runner.stream(argv) as out:
+        for item in _flatten(delta_runs(out)):
+            yield item
+
+
+def thin_mappings(runner, tmeta, dev_id, metadata_snap=True):
+    """Yield (begin, length) runs of the chunks mapped in one thin device, streaming thin_dump."""
+    argv = ['thin_dump'] + (['-m'] if metadata_snap else []) + ['--dev-id', str(dev_id), tmeta]
+    with runner.stream(argv) as out:
+        for item in _flatten(mapped_runs(out, dev_id)):
+            yield item
+
+# --- the pool's metadata snapshot ------------------------------------------------------
+
+
+def dm_name(vg, lv):
+    """The device-mapper name of VG/LV: each '-' in a name is doubled."""
+    return '%s-%s' % (vg.replace('-', '--'), lv.replace('-', '--'))
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM/SIGHUP so that cleanup code runs."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated('terminated by signal %d' % signum)
+
+
+class MetadataSnapshot:
+    """Reserve the pool's metadata snapshot for the duration of a ``with`` block.
+
+    A per-pool lock file serialises our own users; a snapshot that someone else
+    holds is reported, never released. What we reserved is released on exit,
+    on exceptions, and on SIGTERM/SIGHUP (turned into an exception meanwhile).
+    """
+
+    LOCK_DIR = '/run/lock/lvdiff.thin'
+
+    def __init__(self, runner, vg, pool, lock_timeout=300.0, lock_dir=None):
+        self.runner = runner
+        self.vg = vg
+        self.pool = pool
+        self.tpool = dm_name(vg, pool) + '-tpool'
+        self.tmeta = '/dev/mapper/' + dm_name(vg, pool) + '_tmeta'
+        self.lock_timeout = lock_timeout
+        self.lock_dir = lock_dir or self.LOCK_DIR
+        self._lock = None
+        self._reserved = False
+        self._old_handlers = {}
+
+    def held_root(self):
+        """The metadata root of a held snapshot, or None."""
+        rc, out, err = self.runner.run(['dmsetup', 'status', self.tpool])
+        fields = out.split()
+        if len(fields) < 7 or fields[2] != 'thin-pool':
+            raise CommandError('unexpected dmsetup status for %s: %r' % (self.tpool, out.strip()))
+        return None if fields[6] == '-' else fields[6]
+
+    def _acquire_lock(self):
+        os.makedirs(self.lock_dir, exist_ok=True)
+        fd = os.open(os.path.join(self.lock_dir, self.tpool + '.lock'), os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock = fd
+                return
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    os.close(fd)
+                    raise LvdiffError('timed out after %.0f s waiting for the metadata lock of pool %s/%s'
+                                      % (self.lock_timeout, self.vg, self.pool))
+                time.sleep(0.2)
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                self._old_handlers[sig] = signal.signal(sig, _raise_terminated)
+            except ValueError:  # not the main thread: the caller handles signals
+                break
+        try:
+            self._acquire_lock()
+            held = self.held_root()
+            if held is not None:
+                raise MetadataSnapshotHeldError(
+                    'pool %s/%s already has a metadata snapshot (root %s) held by another tool; '
+                    'it was left alone. Wait for that tool, or if you are sure nothing uses it, '
+                    'run: dmsetup message %s 0 release_metadata_snap' % (self.vg, self.pool, held, self.tpool))
+            rc, out, err = self.runner.run(['dmsetup', 'message', self.tpool, '0', 'reserve_metadata_snap'],
+                                           check=False)
+            if rc != 0:
+                if self.held_root() is not None:
+                    raise MetadataSnapshotHeldError('pool %s/%s: another tool reserved the metadata snapshot '
+                                                    'at the same moment; try again' % (self.vg, self.pool))
+                raise CommandError('reserving the metadata snapshot of %s failed: %s' % (self.tpool, err.strip()))
+            self._reserved = True
+        except BaseException:
+            self._cleanup()
+            raise
+        return self
+
+    def release(self):
+        if self._reserved:
+            self._reserved = False
+            self.runner.run(['dmsetup', 'message', self.tpool, '0', 'release_metadata_snap'])
+
+    def _cleanup(self):
+        try:
+            self.release()
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
+            for sig, handler in self._old_handlers.items():
+                signal.signal(sig, handler)
+            self._old_handlers = {}
+
+    def __exit__(self, exc_type, exc, tb):
+        self._cleanup()
+        if exc_type is _Terminated:
+            raise LvdiffError(str(exc))
+        return False
