@@ -143,3 +143,16 @@ def _check_base(fd, header, offset, length, expected, buf):
             'made against (base %s, %s). Nothing was written. Patch onto the right base, or skip the '
             'check only if you know better' % (offset, length, header.base.get('name') or '?',
                                                header.base.get('uuid')))
+
+
+def apply_file(path, target_fd, base_check=True, target_chunk_size=None, verify_first=True):
+    """Apply the diff file at path. verify_first reads and verifies the whole file
+    before the first write, so that a corrupt or truncated file changes nothing even
+    on a target that cannot be thrown away; lvpatch writes into a temporary volume
+    instead and skips this second read."""
+    if verify_first:
+        with open_diff(path) as reader:
+            check_target(reader.header, target_chunk_size)
+            verify(reader)
+    with open_diff(path) as reader:
+        return apply(reader, target_fd, base_check=base_check, target_chunk_size=target_chunk_size)
