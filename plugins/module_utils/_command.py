@@ -75,15 +75,19 @@ class Stream:
         return self.proc.stdout
 
     def __exit__(self, exc_type, exc, tb):
-        finished = exc_type is None and self.proc.stdout.read(1) == b''
-        if not finished and self.proc.poll() is None:
-            self.proc.kill()
         self.proc.stdout.close()
-        rc = self.proc.wait()
+        try:
+            rc = self.proc.wait(timeout=5 if exc_type is not None else None)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        # rc < 0: stopped by a signal after we stopped reading (SIGPIPE, or our kill).
+        stopped_by_us = exc_type is GeneratorExit or (exc_type is not None and rc < 0)
         self._err.seek(0)
         err = self._err.read().decode('utf-8', 'replace').strip()
         self._err.close()
-        if finished and rc != 0:
+        if rc != 0 and not stopped_by_us:
+            # A failing tool explains a parse error of its partial output better than the parser.
             raise CommandError('%s failed (rc=%d): %s' % (' '.join(self.argv), rc, err),
                                rc=rc, stderr=err, cmd=self.argv)
         return False
