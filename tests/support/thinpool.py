@@ -605,7 +605,8 @@ def snapshot_pair(nr_chunks: int, layout: str, change_fraction: float,
                   discard_fraction: float = 0.0, grow_chunks: int = 0, seed=0,
                   base_id: int = 1, snap_id: int = 2, data_block_size: int = 128, *,
                   hole_fraction: float = 0.02, fill_fraction: float = 0.0,
-                  run_length: Optional[int] = None) -> Scenario:
+                  run_length: Optional[int] = None,
+                  extent_length: Optional[int] = None) -> Scenario:
     """A base snapshot and a newer snapshot of the same thin volume.
 
     nr_chunks: virtual size of the base in pool chunks.
@@ -619,7 +620,10 @@ def snapshot_pair(nr_chunks: int, layout: str, change_fraction: float,
     hole_fraction: share of chunks unmapped in the base (holes; omitted from
         thin_delta output); fill_fraction: share of those holes that the
         snapshot maps (-> ``right_only`` inside the base's range).
-    run_length: mean length of change/discard runs (default by layout).
+    run_length: mean length of change/discard runs (default: 2 fragmented,
+        nr_chunks/256 clamped to 8..1024 contiguous).
+    extent_length: contiguous layout only, mean length of the base's data
+        extents (default nr_chunks/64 clamped to 16..4096).
     Fractions are expectations, not exact counts; ``Scenario.counts()`` has
     the exact numbers.  Deterministic for a given seed.
     """
@@ -663,7 +667,7 @@ def snapshot_pair(nr_chunks: int, layout: str, change_fraction: float,
         rng.shuffle(base_data)
         pos = n
     else:
-        ext_mean = _clamp(n / 32, 16, 65536)
+        ext_mean = extent_length or _clamp(n / 64, 16, 4096)
         extents = []
         a = 0
         while a < n:
@@ -711,32 +715,45 @@ def snapshot_pair(nr_chunks: int, layout: str, change_fraction: float,
 # CLI (benchmarks)
 
 
-def _parse_delta_file(path) -> Iterator[DeltaRun]:
+def _iterparse(path, tags) -> Iterator:
+    """Elements with a tag in ``tags``, parsed incrementally, then detached."""
     import xml.etree.ElementTree as ET
-    for _ev, el in ET.iterparse(path):
-        if el.tag in KINDS:
-            yield (el.tag, int(el.get("begin")), int(el.get("length")))
-            el.clear()
+    stack = []
+    for ev, el in ET.iterparse(path, events=("start", "end")):
+        if ev == "start":
+            stack.append(el)
+            continue
+        stack.pop()
+        if el.tag in tags:
+            yield el
+        if stack:  # detach, so a long document never accumulates in memory
+            stack[-1].remove(el)
+
+
+def _parse_delta_file(path) -> Iterator[DeltaRun]:
+    for el in _iterparse(path, KINDS):
+        yield (el.tag, int(el.get("begin")), int(el.get("length")))
 
 
 def _parse_dump_file(path) -> Iterator[TimedRun]:
-    import xml.etree.ElementTree as ET
-    for _ev, el in ET.iterparse(path):
+    for el in _iterparse(path, ("single_mapping", "range_mapping")):
         if el.tag == "single_mapping":
             yield (int(el.get("origin_block")), int(el.get("data_block")), 1, int(el.get("time")))
-        elif el.tag == "range_mapping":
+        else:
             yield (int(el.get("origin_begin")), int(el.get("data_begin")),
                    int(el.get("length")), int(el.get("time")))
-        else:
-            continue
-        el.clear()
 
 
-def _first_mismatch(a: Iterable, b: Iterable):
-    for i, (x, y) in enumerate(zip(a, b)):
+def _compare(got: Iterable, want: Iterable):
+    """Stream-compare two iterables: (None, n) if equal, else (first difference, index)."""
+    from itertools import zip_longest
+    missing = object()
+    count = 0
+    for x, y in zip_longest(got, want, fillvalue=missing):
         if x != y:
-            return i, x, y
-    return None
+            return ((None if x is missing else x), (None if y is missing else y)), count
+        count += 1
+    return None, count
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -811,16 +828,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             t0 = time.monotonic()
             with open(out, "wb") as f:
                 subprocess.run([find_tool(cmd[0])] + cmd[1:] + [meta_path], stdout=f, check=True)
-            got = list(parse(out))
-            want = list(truth())
-            ok = got == want
-            say("check %-18s %s (%d runs, %.1f s)" % (label, "OK" if ok else "MISMATCH",
-                                                      len(want), time.monotonic() - t0))
-            if not ok:
+            diff, n = _compare(parse(out), truth())
+            say("check %-18s %s (%d runs, %.1f s)" % (label, "MISMATCH" if diff else "OK", n,
+                                                      time.monotonic() - t0))
+            if diff:
                 status = 1
-                say("  first difference (index, tool, truth): %r; lengths %d vs %d"
-                    % (_first_mismatch(got, want), len(got), len(want)))
-            del got, want
+                say("  first difference at run %d (tool, truth): %r" % (n, diff))
         os.unlink(out)
         if not args.keep_xml:
             os.unlink(xml_path)
