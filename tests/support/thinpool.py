@@ -42,21 +42,30 @@ the real binary by tests/unit/support/test_thinpool.py and read in upstream
   ``different`` (not the pre-1.0 Rust ``differ``).  An empty device is fine.
 * The header is ``<superblock uuid="" time= transaction= data_block_size=
   nr_data_blocks=>`` then ``<diff left="snap1" right="snap2">``.
-  So the output is a pure function of the per-chunk classification: maximal
-  runs of equal kind.  That is how ``Scenario.delta`` computes it (a regex over
-  a byte-per-chunk state array); ``PoolSpec.delta`` instead re-implements the
-  run walk above for arbitrary pools; the tests check both against the tool.
-* Older upstream revisions of ``dump_diff`` dropped the tail of the last
-  mapping when one side ran out (the "tail blocks missing" bug); 0.9.0 uses a
-  ``mapping_stream`` and gets tails right (tested here).
+* An old upstream revision of ``dump_diff`` lost the rest of the last mapping
+  when one side ran out first (cf. "tail blocks missing" before 0.4.2); 0.9.0
+  walks both sides with a ``mapping_stream`` and gets tails right (tested).
+
+So the output is a pure function of the per-chunk classification: the maximal
+runs of equal kind.  That is how ``Scenario.delta`` computes it (a regex over a
+byte-per-chunk state array); ``PoolSpec.delta`` instead re-implements the run
+walk above for arbitrary pools; the tests check both against the real tool.
 
 What thin_dump prints (``mapping_emit_visitor`` in metadata_dumper.cc): a
 mapping extends the current run iff origin AND data block are both the next
 ones AND the ``time`` is equal; a run of 1 is ``<single_mapping origin_block
 data_block time/>``, longer ones ``<range_mapping origin_begin data_begin
-length time/>``.  ``mapped_blocks`` etc. of ``<device>`` echo what was
-restored.  ``thin_dump --dev-id N`` prints only that device (nothing, rc 0,
+length time/>``.  ``<device mapped_blocks>`` is recounted by thin_restore (the
+XML value is ignored); transaction, creation_time and snap_time are kept.
+``thin_dump --dev-id N`` prints only that device (an empty superblock, rc 0,
 for an unknown id).
+
+Measured here (2 cores, 0.9.0; ``--change 0.05``, 2 % holes, two devices of
+~4.1 M mapped chunks each at 4 Mi chunks): model + XML take 0.3 s + 1.2 s at
+1 Mi fragmented chunks (150 MB XML) and 1.4 s + 4.8 s at 4 Mi (612 MB XML),
+with a generator peak RSS of 31 / 67 MB; thin_restore then needs 3.5 s / 18 s
+(contiguous: 1.9 s / 10 s, XML under 1 MB).  Metadata use is ~33 bytes per
+mapped chunk per device (270 MB allocated of the sparse 691 MB file at 4 Mi).
 """
 
 from __future__ import annotations
@@ -756,6 +765,14 @@ def _compare(got: Iterable, want: Iterable):
     return None, count
 
 
+def _peak_rss() -> str:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return "n/a"
+    return "%.0f MB" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chunks", type=int, required=True, help="base size in pool chunks")
@@ -773,7 +790,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="also time thin_delta and thin_dump --dev-id SNAP (output to /dev/null)")
     ap.add_argument("--check", action="store_true",
                     help="compare thin_delta (both orders) and thin_dump --dev-id N with the truth")
-    ap.add_argument("--keep-xml", action="store_true", help="keep pool.xml after restoring")
+    ap.add_argument("--rm-xml", action="store_true",
+                    help="delete pool.xml once meta.bin is restored (and checked)")
     args = ap.parse_args(argv)
 
     os.makedirs(args.out, exist_ok=True)
@@ -792,15 +810,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     t0 = time.monotonic()
     size = sc.write_xml(xml_path)
     t_xml = time.monotonic() - t0
-    say("write_xml:   %.2f s  %s  %.1f MB" % (t_xml, xml_path, size / 1e6))
+    say("write_xml:   %.2f s  %s  %.1f MB  (generator peak RSS %s)"
+        % (t_xml, xml_path, size / 1e6, _peak_rss()))
     if args.no_restore:
         return 0
     t_restore = sc.restore(xml_path, meta_path)
     st = os.stat(meta_path)
     say("thin_restore: %.2f s  %s  (file %.0f MB, %.0f MB allocated)"
         % (t_restore, meta_path, st.st_size / 1e6, st.st_blocks * 512 / 1e6))
-    if not args.keep_xml and not args.check:
-        os.unlink(xml_path)
     if args.bench:
         for name, cmd in (
             ("thin_delta", [find_tool("thin_delta"), "--snap1", str(sc.base_id),
@@ -835,8 +852,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 status = 1
                 say("  first difference at run %d (tool, truth): %r" % (n, diff))
         os.unlink(out)
-        if not args.keep_xml:
-            os.unlink(xml_path)
+    if args.rm_xml:
+        os.unlink(xml_path)
     return status
 
 
