@@ -124,13 +124,22 @@ def apply(reader, target_fd, base_check=True, target_chunk_size=None):
         elif kind == 'discard':
             discard(target_fd, offset, length, block)
         elif base_check:
-            _check_base(target_fd, header, offset, length, payload, buf)
+            check_base_range(target_fd, header, offset, length, payload, buf)
     if not block and device_size(target_fd) != size:
         os.ftruncate(target_fd, size)
     return summary(reader)
 
 
-def _check_base(fd, header, offset, length, expected, buf):
+def verify_base(reader, base_fd):
+    """Run only the diff's base checks against base_fd (they come first), writing nothing."""
+    buf = bytearray(MAX_EXTENT)
+    for kind, offset, length, digest in reader.events():
+        if kind != 'check':
+            return
+        check_base_range(base_fd, reader.header, offset, length, digest, buf)
+
+
+def check_base_range(fd, header, offset, length, expected, buf):
     view = memoryview(buf)[:length] if length <= len(buf) else memoryview(bytearray(length))
     try:
         read_exact(fd, view, offset)
@@ -156,3 +165,21 @@ def apply_file(path, target_fd, base_check=True, target_chunk_size=None, verify_
             verify(reader)
     with open_diff(path) as reader:
         return apply(reader, target_fd, base_check=base_check, target_chunk_size=target_chunk_size)
+
+
+def estimate_size(header, plan, fmt='lvdiff'):
+    """The size in bytes of the diff that write_diff would write (exact for lvdiff,
+    within a few bytes per record for HyperLayer), without reading any data."""
+    if fmt == 'hyperlayer':
+        checks = sum(1 for _ in plan.base_checks(header.checksum_level, header.sample_seed, header.chunk_size))
+        w = plan.data_chunks + plan.discard_chunks
+        return 400 + sum(len(k) + len(v) * 2 + 6 for k, v in header.pairs.items()) + checks * 40 + (
+            1 if checks else 0) + w * 20 + plan.data_bytes + plan.discard_bytes
+    record = 28  # head + crc
+    checks = sum(1 for _ in plan.base_checks(header.checksum_level, header.sample_seed)) if header.incremental else 0
+    data_records = sum(1 for a, o, n in plan.byte_extents() if a == DATA)
+    discards = plan.extents - sum(1 for a, b, n in plan.chunk_extents() if a == DATA)
+    trailer = '{"data_bytes":%d,"discard_bytes":%d,"records":{"check":%d,"data":%d,"discard":%d},"sha1":"%s"}' % (
+        plan.data_bytes, plan.discard_bytes, checks, data_records, discards, '0' * 40)
+    return (12 + record + len(header._json()) + checks * (record + 32) + data_records * record
+            + plan.data_bytes + discards * record + record + len(trailer))

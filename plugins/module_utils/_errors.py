@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+
 
 class LvdiffError(Exception):
     """Base of every expected failure: the message is meant for the operator."""
@@ -29,3 +32,40 @@ class CommandError(LvdiffError):
 
 class MetadataSnapshotHeldError(LvdiffError):
     """The pool's one metadata snapshot is held by someone else."""
+
+
+class Terminated(LvdiffError):
+    """SIGTERM or SIGHUP arrived while a terminate_gracefully() block ran."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated('terminated by signal %d; cleaned up what was started' % signum)
+
+
+@contextlib.contextmanager
+def terminate_gracefully():
+    """Turn SIGTERM/SIGHUP into a Terminated exception for the block, so that every
+    finally clause (temporary files, volumes, the metadata snapshot) runs."""
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            old[sig] = signal.signal(sig, _raise_terminated)
+        except ValueError:  # not the main thread: whoever owns it handles signals
+            break
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def run_module(module, main):
+    """Call main(module) with signals made graceful; exit_json its result, or
+    fail_json with an LvdiffError's message and details (no traceback)."""
+    try:
+        with terminate_gracefully():
+            result = main(module)
+    except LvdiffError as e:
+        details = dict((k, v) for k, v in e.details.items() if isinstance(v, (str, int, float, list)))
+        module.fail_json(msg=e.msg, **details)
+    module.exit_json(**result)

@@ -15,13 +15,12 @@ import errno
 import fcntl
 import os
 import re
-import signal
 import struct
 import tempfile
 import time
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
-    CommandError, LvdiffError, MetadataSnapshotHeldError)
+    CommandError, LvdiffError, MetadataSnapshotHeldError, terminate_gracefully)
 
 try:
     from lxml import etree
@@ -276,20 +275,12 @@ def dm_name(vg, lv):
     return '%s-%s' % (vg.replace('-', '--'), lv.replace('-', '--'))
 
 
-class _Terminated(BaseException):
-    """Raised in the main thread by SIGTERM/SIGHUP so that cleanup code runs."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated('terminated by signal %d' % signum)
-
-
 class MetadataSnapshot:
     """Reserve the pool's metadata snapshot for the duration of a ``with`` block.
 
     A per-pool lock file serialises our own users; a snapshot that someone else
     holds is reported, never released. What we reserved is released on exit,
-    on exceptions, and on SIGTERM/SIGHUP (turned into an exception meanwhile).
+    on exceptions, and on SIGTERM/SIGHUP (turned into Terminated meanwhile).
     """
 
     LOCK_DIR = '/run/lock/lvdiff.thin'
@@ -304,7 +295,7 @@ class MetadataSnapshot:
         self.lock_dir = lock_dir or self.LOCK_DIR
         self._lock = None
         self._reserved = False
-        self._old_handlers = {}
+        self._signals = None
 
     def held_root(self):
         """The metadata root of a held snapshot, or None."""
@@ -331,11 +322,8 @@ class MetadataSnapshot:
                 time.sleep(0.2)
 
     def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            try:
-                self._old_handlers[sig] = signal.signal(sig, _raise_terminated)
-            except ValueError:  # not the main thread: the caller handles signals
-                break
+        self._signals = terminate_gracefully()
+        self._signals.__enter__()
         try:
             self._acquire_lock()
             held = self.held_root()
@@ -369,12 +357,8 @@ class MetadataSnapshot:
             if self._lock is not None:
                 os.close(self._lock)
                 self._lock = None
-            for sig, handler in self._old_handlers.items():
-                signal.signal(sig, handler)
-            self._old_handlers = {}
+            self._signals.__exit__(None, None, None)
 
     def __exit__(self, exc_type, exc, tb):
         self._cleanup()
-        if exc_type is _Terminated:
-            raise LvdiffError(str(exc))
         return False

@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""LVM: looking up thin volumes and pools, and the few changes lvdiff/lvpatch make."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
+
+_FIELDS = ('lv_name,vg_name,pool_lv,thin_id,lv_uuid,lv_size,chunk_size,lv_attr,lv_tags,lv_path,'
+           'transaction_id,data_percent,discards,vg_extent_size')
+# Tags we put on volumes: where a replica came from, and which diff made it.
+TAG_ORIGIN = 'lvdiff_origin:'
+TAG_DIFF = 'lvdiff_sha1:'
+_NAME = re.compile(r'^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$')
+
+
+def check_name(kind, name):
+    """LVM's own rules, checked before we call it, for a clear message."""
+    if not name or len(name) > 127 or not _NAME.match(name) or name in ('.', '..'):
+        raise LvdiffError('%s %r is not a valid LVM name (letters, digits, + _ . -, not starting with -)'
+                          % (kind, name))
+    return name
+
+
+class LV:
+    """One row of ``lvs``; sizes in bytes."""
+
+    def __init__(self, row):
+        self.name = row['lv_name']
+        self.vg = row['vg_name']
+        self.pool = row.get('pool_lv') or None
+        self.thin_id = int(row['thin_id']) if row.get('thin_id') else None
+        self.uuid = row['lv_uuid']
+        self.size = int(row['lv_size'] or 0)
+        self.chunk_size = int(row['chunk_size'] or 0)
+        self.attr = row['lv_attr']
+        self.tags = [t for t in (row.get('lv_tags') or '').split(',') if t]
+        self.path = row.get('lv_path') or '/dev/%s/%s' % (self.vg, self.name)
+        self.transaction_id = int(row['transaction_id']) if row.get('transaction_id') else None
+        self.data_percent = float(row['data_percent']) if row.get('data_percent') else None
+        self.discards = row.get('discards') or None
+        self.extent_size = int(row.get('vg_extent_size') or 0)
+
+    @property
+    def is_thin(self):
+        return self.attr[0] == 'V' and self.pool is not None
+
+    @property
+    def is_pool(self):
+        return self.attr[0] == 't'
+
+    @property
+    def active(self):
+        return self.attr[4] == 'a'
+
+    @property
+    def read_only(self):
+        return self.attr[1] == 'r'
+
+    def tag_value(self, prefix):
+        for t in self.tags:
+            if t.startswith(prefix):
+                return t[len(prefix):]
+        return None
+
+    @property
+    def free_bytes(self):
+        """Free data space of a pool."""
+        return int(self.size * (100.0 - (self.data_percent or 0.0)) / 100.0)
+
+
+class Lvm:
+    def __init__(self, runner):
+        self.runner = runner
+
+    def lvs(self, vg):
+        """{name: LV} for every LV in vg (hidden ones included)."""
+        check_name('volume group', vg)
+        rc, out, err = self.runner.run(['lvs', '-a', '--reportformat', 'json', '--units', 'b', '--nosuffix',
+                                        '-o', _FIELDS, vg], check=False)
+        if rc != 0:
+            if 'not found' in err or 'Volume group' in err:
+                raise LvdiffError('volume group %s does not exist on this host' % vg, stderr=err.strip())
+            raise LvdiffError('lvs failed for volume group %s: %s' % (vg, err.strip()), rc=rc, stderr=err)
+        try:
+            rows = json.loads(out)['report'][0]['lv']
+        except (ValueError, KeyError, IndexError) as e:
+            raise LvdiffError('cannot read the output of lvs: %s' % e, stdout=out)
+        return dict((r['lv_name'], LV(r)) for r in rows)
+
+    def thin(self, vg, name, what='volume'):
+        """The thin volume vg/name, or a clear error."""
+        check_name(what, name)
+        lvs = self.lvs(vg)
+        lv = lvs.get(name)
+        if lv is None:
+            raise LvdiffError('%s %s/%s does not exist' % (what, vg, name))
+        if not lv.is_thin:
+            raise LvdiffError('%s %s/%s is not a thin volume (lv_attr %s)' % (what, vg, name, lv.attr))
+        return lv
+
+    def pool_of(self, lv):
+        pool = self.lvs(lv.vg).get(lv.pool)
+        if pool is None or not pool.is_pool:
+            raise LvdiffError('thin pool %s/%s of %s not found' % (lv.vg, lv.pool, lv.name))
+        return pool
+
+    def pool(self, vg, name):
+        check_name('thin pool', name)
+        pool = self.lvs(vg).get(name)
+        if pool is None or not pool.is_pool:
+            raise LvdiffError('thin pool %s/%s does not exist' % (vg, name))
+        return pool
+
+    def _lvm(self, *argv):
+        return self.runner.run(list(argv))
+
+    def activate(self, lv):
+        self._lvm('lvchange', '--activate', 'y', '--ignoreactivationskip', '%s/%s' % (lv.vg, lv.name))
+
+    def deactivate(self, lv):
+        self._lvm('lvchange', '--activate', 'n', '%s/%s' % (lv.vg, lv.name))
+
+    @contextlib.contextmanager
+    def active(self, *lvs):
+        """Activate inactive (or activation-skip) volumes for the block; restore their state after."""
+        activated = []
+        try:
+            for lv in lvs:
+                if lv is not None and not lv.active and lv not in activated:
+                    self.activate(lv)
+                    activated.append(lv)
+            yield
+        finally:
+            for lv in reversed(activated):
+                self.deactivate(lv)
+
+    def snapshot(self, vg, base, name, tags=()):
+        argv = ['lvcreate', '--snapshot', '--setactivationskip', 'n', '--name', name]
+        for t in tags:
+            argv += ['--addtag', t]
+        self._lvm(*(argv + ['%s/%s' % (vg, base)]))
+
+    def create_thin(self, vg, pool, name, size, tags=()):
+        argv = ['lvcreate', '--thin', '--virtualsize', '%db' % size, '--name', name]
+        for t in tags:
+            argv += ['--addtag', t]
+        self._lvm(*(argv + ['%s/%s' % (vg, pool)]))
+
+    def resize(self, vg, name, size):
+        self._lvm('lvresize', '--yes', '--force', '--size', '%db' % size, '%s/%s' % (vg, name))
+
+    def rename(self, vg, old, new):
+        self._lvm('lvrename', vg, old, new)
+
+    def tag(self, vg, name, add=(), remove=()):
+        argv = ['lvchange']
+        for t in add:
+            argv += ['--addtag', t]
+        for t in remove:
+            argv += ['--deltag', t]
+        self._lvm(*(argv + ['%s/%s' % (vg, name)]))
+
+    def remove(self, vg, name):
+        self._lvm('lvremove', '--yes', '--force', '%s/%s' % (vg, name))

@@ -1,0 +1,342 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: lvdiff
+short_description: Write the changes of an LVM thin volume since a base volume to a diff file
+version_added: 0.1.0
+description:
+  - Compares thin volume O(lv) with thin volume O(base) in the same pool, using the pool's metadata
+    (C(thin_delta) on a reserved metadata snapshot), and writes the chunks that differ to O(dest):
+    changed data, discarded ranges, and checksums of the base so that the receiver can prove it
+    patches the right base.
+  - Without O(base), writes a full image of the chunks mapped in O(lv) (C(thin_dump)).
+  - Reads data only from the named thin volumes while a metadata snapshot pins the pool's mappings.
+    Inactive or activation-skip volumes are activated for the run and deactivated afterwards.
+  - O(dest) is written to a temporary file in the same directory and renamed: it is either complete or
+    untouched. A run interrupted by SIGTERM leaves neither a partial file nor a held metadata snapshot.
+  - The file format is specified in the collection's C(docs/format.md). Restore with M(lvdiff.thin.lvpatch).
+author:
+  - lvdiff.thin contributors
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
+  - lvdiff.thin.attributes.THIN_TOOLS
+attributes:
+  check_mode:
+    support: full
+    details: Reserves and releases the pool's metadata snapshot to count the changed chunks; writes nothing.
+  diff_mode:
+    support: none
+options:
+  vg:
+    description: Volume group holding O(lv) and O(base).
+    type: str
+    required: true
+  lv:
+    description:
+      - The thin volume to capture, normally a read-only thin snapshot.
+    type: str
+    required: true
+  base:
+    description:
+      - A thin volume in the same pool whose state the receiver already has (an older snapshot).
+      - Omit it for a full image of O(lv).
+    type: str
+  dest:
+    description: Path of the diff file to write.
+    type: path
+    required: true
+  pairs:
+    description:
+      - User metadata stored in the file's header, any UTF-8 text as keys and values.
+      - With O(format=hyperlayer), keys must be identifiers (letters, digits, V(_), V(.), V(-), inner spaces).
+    type: dict
+    default: {}
+  checksum_level:
+    description:
+      - How much of the base the receiver verifies before patching.
+      - V(0) nothing; V(1) the first chunk the diff touches; V(2) a seeded sample spread over the touched
+        chunks (64 chunks plus 1 in 128); V(3) every base chunk the diff overwrites or discards.
+    type: int
+    default: 2
+    choices: [0, 1, 2, 3]
+  format:
+    description:
+      - V(lvdiff) is this collection's format, with a checksum on every record and a trailer.
+      - V(hyperlayer) is the Go C(lvdiff) tool's format, for its C(lvpatch); it has no checksums and cannot
+        hold a full image.
+    type: str
+    default: lvdiff
+    choices: [lvdiff, hyperlayer]
+  force:
+    description:
+      - Rewrite O(dest) even if it already holds a valid diff of the same volumes in the same state.
+    type: bool
+    default: false
+notes:
+  - Idempotence. O(dest) is left alone (RV(ignore:changed=false)) when it is a valid diff of the same O(lv) and
+    O(base) (LVM UUIDs, thin ids, pool transaction), with the same options, and both volumes are read-only.
+    Data in a writable volume can change without any metadata change, so its diff is always rewritten.
+seealso:
+  - module: lvdiff.thin.lvpatch
+  - module: lvdiff.thin.lvdiff_info
+'''
+
+EXAMPLES = r'''
+- name: Snapshot a volume read-only, then write what changed since yesterday's snapshot
+  block:
+    - name: Take today's snapshot
+      ansible.builtin.command: lvcreate --snapshot --permission r --name data-snap-2 vg0/data
+      changed_when: true
+
+    - name: Write the incremental diff
+      lvdiff.thin.lvdiff:
+        vg: vg0
+        lv: data-snap-2
+        base: data-snap-1
+        dest: /var/backups/data-snap-2.lvdiff
+        pairs:
+          host: "{{ inventory_hostname }}"
+          ticket: "OPS-1234: nightly"
+      register: diff
+
+- name: Full image of a volume, with every base-free chunk
+  lvdiff.thin.lvdiff:
+    vg: vg0
+    lv: data-snap-1
+    dest: /var/backups/data-snap-1.full.lvdiff
+
+- name: A file for the original Go lvpatch
+  lvdiff.thin.lvdiff:
+    vg: vg0
+    lv: data-snap-2
+    base: data-snap-1
+    dest: /var/backups/data-snap-2.hl
+    format: hyperlayer
+'''
+
+RETURN = r'''
+dest:
+  description: Path of the diff file.
+  returned: always
+  type: str
+  sample: /var/backups/data-snap-2.lvdiff
+size:
+  description: Size of the diff file in bytes (in check mode, the expected size).
+  returned: always
+  type: int
+  sample: 209716342
+sha1:
+  description: SHA-1 of the whole diff file, equal to C(sha1sum) of it. Not returned in check mode.
+  returned: success and not check mode
+  type: str
+  sample: 3f786850e387550fdab836ed7e6dc881de23001b
+chunk_size:
+  description: The pool's chunk size in bytes.
+  returned: always
+  type: int
+  sample: 65536
+volume_size:
+  description: Size of O(lv) in bytes.
+  returned: always
+  type: int
+  sample: 10737418240
+data_chunks:
+  description: Chunks whose data the diff carries.
+  returned: always
+  type: int
+  sample: 3200
+discard_chunks:
+  description: Chunks the diff discards on the target.
+  returned: always
+  type: int
+  sample: 12
+checks:
+  description: Number of base-check records.
+  returned: always
+  type: int
+  sample: 89
+pairs:
+  description: The user pairs in the header.
+  returned: always
+  type: dict
+  sample: {host: web1}
+lv_uuid:
+  description: LVM UUID of O(lv).
+  returned: always
+  type: str
+  sample: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC
+base_uuid:
+  description: LVM UUID of O(base), or null for a full image.
+  returned: always
+  type: str
+  sample: 0Hd2Yi-4nkH-o1Ro-9vSP-Z2kC-Zr3X-yLnZ1d
+format:
+  description: The file format written.
+  returned: always
+  type: str
+  sample: lvdiff
+thin_tools_version:
+  description: Version of thin-provisioning-tools used.
+  returned: always
+  type: str
+  sample: 0.9.0
+'''
+
+import datetime
+import os
+import tempfile
+import zlib
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
+    FormatError, LvdiffError, run_module)
+from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
+
+
+def _pairs(raw):
+    pairs = {}
+    for k, v in raw.items():
+        if isinstance(v, (dict, list)):
+            raise LvdiffError('pairs must map text to text; %r holds a %s' % (k, type(v).__name__))
+        pairs[str(k)] = '' if v is None else str(v)
+    return pairs
+
+
+def _identity(header):
+    """What makes two diffs of the same volumes the same diff."""
+    d = header.as_dict()
+    return tuple(repr(d[k]) for k in ('volume', 'base', 'chunk_size', 'checksum_level', 'pool_transaction',
+                                      'pairs', 'format'))
+
+
+def _existing(dest, header):
+    """The summary of dest if it is a valid diff with header's identity, else None."""
+    if not os.path.exists(dest):
+        return None
+    try:
+        with _diffio.open_diff(dest) as reader:
+            if _identity(reader.header) != _identity(header):
+                return None
+            return _diffio.verify(reader)
+    except FormatError:
+        return None
+
+
+def run(module):
+    p = module.params
+    runner = Runner(module)
+    version = _thinmeta.tools_version(runner)
+    lvm = Lvm(runner)
+    lv = lvm.thin(p['vg'], p['lv'])
+    base = lvm.thin(p['vg'], p['base'], 'base volume') if p['base'] else None
+    if base is not None and base.pool != lv.pool:
+        raise LvdiffError('%s and its base %s are in different thin pools (%s, %s); thin_delta compares '
+                          'volumes of one pool only' % (lv.name, base.name, lv.pool, base.pool))
+    if base is not None and base.uuid == lv.uuid:
+        raise LvdiffError('lv and base are the same volume')
+    if p['format'] == 'hyperlayer' and base is None:
+        raise LvdiffError('format hyperlayer cannot hold a full image: give a base, or use format lvdiff')
+    pool = lvm.pool_of(lv)
+    dest = p['dest']
+    if os.path.isdir(dest):
+        raise LvdiffError('dest %s is a directory; give a file path' % dest)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+        raise LvdiffError('the directory of dest %s does not exist' % dest)
+
+    def vol(x):
+        return {'name': x.name, 'uuid': x.uuid, 'thin_id': x.thin_id, 'size': x.size}
+    header = DiffHeader(
+        volume=vol(lv), base=vol(base) if base else None, chunk_size=pool.chunk_size,
+        checksum_level=p['checksum_level'], pairs=_pairs(p['pairs']), pool_transaction=pool.transaction_id,
+        sample_seed=zlib.crc32(('%s/%s' % (lv.uuid, base.uuid if base else '')).encode()),
+        created=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
+        format=p['format'])
+    result = {'changed': True, 'dest': dest, 'chunk_size': pool.chunk_size, 'volume_size': lv.size,
+              'pairs': header.pairs, 'lv_uuid': lv.uuid, 'base_uuid': base.uuid if base else None,
+              'format': p['format'], 'thin_tools_version': '.'.join(map(str, version))}
+
+    stable = lv.read_only and (base is None or base.read_only)
+    if stable and not p['force']:
+        done = _existing(dest, header)
+        if done is not None:
+            counts = done['records']
+            result.update(changed=False, size=done['size'], sha1=done['sha1'], checks=counts['check'],
+                          data_chunks=-(-done['data_bytes'] // pool.chunk_size),
+                          discard_chunks=-(-done['discard_bytes'] // pool.chunk_size))
+            return result
+
+    meta = _thinmeta.MetadataSnapshot(runner, lv.vg, lv.pool)
+    with lvm.active(*([] if module.check_mode else [lv, base])):
+        with meta:
+            plan = Plan(pool.chunk_size, lv.size, base.size if base else None)
+            if base is not None:
+                plan.add_delta(_thinmeta.thin_delta(runner, meta.tmeta, base.thin_id, lv.thin_id))
+            else:
+                plan.add_mapped(_thinmeta.thin_mappings(runner, meta.tmeta, lv.thin_id))
+            result.update(data_chunks=plan.data_chunks, discard_chunks=plan.discard_chunks)
+            if module.check_mode:
+                result.update(size=_diffio.estimate_size(header, plan, p['format']),
+                              checks=sum(1 for _ in plan.base_checks(header.checksum_level, header.sample_seed))
+                              if base else 0)
+                return result
+            written = _write(module, dest, header, plan, lv, base, p['format'])
+    result.update(size=written['size'], sha1=written['sha1'], checks=written['checks'])
+    return result
+
+
+def _write(module, dest, header, plan, lv, base, fmt):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)),
+                               prefix='.%s.' % os.path.basename(dest), suffix='.part')
+    module.add_cleanup_file(tmp)
+    fds = [fd]
+    try:
+        src_fd = os.open(lv.path, os.O_RDONLY)
+        fds.append(src_fd)
+        base_fd = None
+        if base is not None:
+            base_fd = os.open(base.path, os.O_RDONLY)
+            fds.append(base_fd)
+        written = _diffio.write_diff(fd, header, plan, src_fd, base_fd, fmt)
+        os.fsync(fd)
+    except OSError as e:
+        raise LvdiffError('writing %s failed: %s' % (dest, e))
+    finally:
+        for x in fds:
+            os.close(x)
+        plan.close()
+    os.chmod(tmp, 0o600)
+    module.atomic_move(tmp, dest)
+    return written
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            vg=dict(type='str', required=True),
+            lv=dict(type='str', required=True),
+            base=dict(type='str'),
+            dest=dict(type='path', required=True),
+            pairs=dict(type='dict', default={}),
+            checksum_level=dict(type='int', default=2, choices=[0, 1, 2, 3]),
+            format=dict(type='str', default='lvdiff', choices=['lvdiff', 'hyperlayer']),
+            force=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    if not _thinmeta.HAS_LXML:
+        module.fail_json(msg=missing_required_lib('lxml'), exception=str(_thinmeta.LXML_IMPORT_ERROR))
+    run_module(module, run)
+
+
+if __name__ == '__main__':
+    main()

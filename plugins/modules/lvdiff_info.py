@@ -1,0 +1,142 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: lvdiff_info
+short_description: Read and verify a diff file
+version_added: 0.1.0
+description:
+  - Reads the header of a diff file written by M(lvdiff.thin.lvdiff) or by the Go C(lvdiff) (HYPERLAYER/1.0).
+  - With O(verify=true), reads every record, checks every checksum and the trailer, and returns the counts
+    and the SHA-1 of the whole file.
+author:
+  - lvdiff.thin contributors
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; runs the same in check mode.
+  diff_mode:
+    support: none
+options:
+  src:
+    description: Path of the diff file.
+    type: path
+    required: true
+  verify:
+    description: Read and verify the whole file, not only its header.
+    type: bool
+    default: false
+seealso:
+  - module: lvdiff.thin.lvdiff
+  - module: lvdiff.thin.lvpatch
+'''
+
+EXAMPLES = r'''
+- name: Check a backup before shipping it
+  lvdiff.thin.lvdiff_info:
+    src: /var/backups/data-snap-2.lvdiff
+    verify: true
+  register: info
+
+- name: Show where it came from
+  ansible.builtin.debug:
+    msg: "{{ info.header.volume.name }} against {{ info.header.base.name | default('nothing (full image)') }}"
+'''
+
+RETURN = r'''
+format:
+  description: V(lvdiff) or V(hyperlayer).
+  returned: always
+  type: str
+  sample: lvdiff
+header:
+  description: The header. Sizes in bytes; C(base) is null for a full image.
+  returned: always
+  type: dict
+  sample:
+    tool: lvdiff.thin 0.1.0
+    created: '2026-11-26T23:50:00Z'
+    volume: {name: data-snap-2, uuid: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC, thin_id: 7, size: 10737418240}
+    base: {name: data-snap-1, uuid: 0Hd2Yi-4nkH-o1Ro-9vSP-Z2kC-Zr3X-yLnZ1d, thin_id: 5, size: 10737418240}
+    chunk_size: 65536
+    checksum_level: 2
+    pairs: {host: web1}
+pairs:
+  description: The user pairs.
+  returned: always
+  type: dict
+  sample: {host: web1}
+incremental:
+  description: Whether the diff needs a base.
+  returned: always
+  type: bool
+  sample: true
+verified:
+  description: Whether every record and the trailer were verified.
+  returned: always
+  type: bool
+  sample: true
+size:
+  description: Size of the file in bytes.
+  returned: always
+  type: int
+  sample: 209716342
+sha1:
+  description: SHA-1 of the whole file.
+  returned: when O(verify=true)
+  type: str
+  sample: 3f786850e387550fdab836ed7e6dc881de23001b
+records:
+  description: Records per kind.
+  returned: when O(verify=true)
+  type: dict
+  sample: {check: 89, data: 840, discard: 3}
+data_bytes:
+  description: Bytes of data the diff carries.
+  returned: when O(verify=true)
+  type: int
+  sample: 209715200
+discard_bytes:
+  description: Bytes the diff discards.
+  returned: when O(verify=true)
+  type: int
+  sample: 196608
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import run_module
+
+
+def run(module):
+    src = module.params['src']
+    with _diffio.open_diff(src) as reader:
+        header = reader.header
+        result = {'changed': False, 'format': header.format, 'header': header.as_dict(), 'pairs': header.pairs,
+                  'incremental': header.incremental, 'verified': False, 'size': os.path.getsize(src)}
+        if module.params['verify']:
+            summary = _diffio.verify(reader)
+            result.update(verified=True, sha1=summary['sha1'], records=summary['records'],
+                          data_bytes=summary['data_bytes'], discard_bytes=summary['discard_bytes'])
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(src=dict(type='path', required=True), verify=dict(type='bool', default=False)),
+        supports_check_mode=True,
+    )
+    run_module(module, run)
+
+
+if __name__ == '__main__':
+    main()

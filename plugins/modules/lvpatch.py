@@ -1,0 +1,295 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: lvpatch
+short_description: Restore a diff file as a new LVM thin volume
+version_added: 0.1.0
+description:
+  - Creates thin volume O(name) from diff file O(src) (written by M(lvdiff.thin.lvdiff), or by the Go C(lvdiff)
+    in its HYPERLAYER/1.0 format).
+  - An incremental diff is applied to a new thin snapshot of O(base), which must hold the state the diff
+    was made against; a full image becomes a new thin volume in O(pool).
+  - Refuses, before changing anything, a chunk-size mismatch between the target pool and the diff, a missing
+    base, a base whose identity or content does not match the diff, a corrupt or truncated file.
+  - Works on a temporary volume; only a complete, verified result is renamed to O(name) and tagged with the
+    diff's identity (C(lvdiff_origin:<source LV UUID>), C(lvdiff_sha1:<SHA-1 of the diff>)). On any failure,
+    including the pool running out of space or SIGTERM, the temporary volume is removed.
+author:
+  - lvdiff.thin contributors
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
+  - lvdiff.thin.attributes.THIN_TOOLS
+attributes:
+  check_mode:
+    support: full
+    details: Reads and verifies the whole file and checks the target; writes nothing.
+  diff_mode:
+    support: none
+options:
+  src:
+    description: Path of the diff file on the managed host.
+    type: path
+    required: true
+  vg:
+    description: Volume group to create the volume in.
+    type: str
+    required: true
+  base:
+    description:
+      - Thin volume holding the diff's base state. Required for an incremental diff; not allowed for a full image.
+    type: str
+  pool:
+    description:
+      - Thin pool for a full image. Ignored for an incremental, which lands in the pool of O(base).
+    type: str
+  name:
+    description:
+      - Name of the new thin volume. Default is the source volume's name recorded in the diff.
+    type: str
+  base_check:
+    description:
+      - Verify the diff's base checksums against O(base) before writing. V(false) is the Go tool's
+        C(--no-base-check); the identity check on the base's C(lvdiff_origin) tag still applies.
+    type: bool
+    default: true
+notes:
+  - Idempotence. If O(name) exists and carries the tag C(lvdiff_sha1:) of this very file, nothing is done
+    (RV(ignore:changed=false)); if O(name) exists otherwise, the module fails rather than overwrite it.
+  - The target pool needs free space for the diff's data; this is checked before starting.
+seealso:
+  - module: lvdiff.thin.lvdiff
+  - module: lvdiff.thin.lvdiff_info
+'''
+
+EXAMPLES = r'''
+- name: Restore yesterday's incremental on top of the replica of its base
+  lvdiff.thin.lvpatch:
+    src: /var/backups/data-snap-2.lvdiff
+    vg: vgbackup
+    base: data-snap-1
+    name: data-snap-2
+
+- name: Restore a full image into a pool
+  lvdiff.thin.lvpatch:
+    src: /var/backups/data-snap-1.full.lvdiff
+    vg: vgbackup
+    pool: pool
+
+- name: Apply a file made by the Go lvdiff, without its base check
+  lvdiff.thin.lvpatch:
+    src: /tmp/sp001_vol0.diff
+    vg: vg001
+    base: vol0
+    base_check: false
+'''
+
+RETURN = r'''
+lv:
+  description: Name of the volume created (or found).
+  returned: always
+  type: str
+  sample: data-snap-2
+path:
+  description: Device path of the volume.
+  returned: always
+  type: str
+  sample: /dev/vgbackup/data-snap-2
+sha1:
+  description: SHA-1 of the diff file.
+  returned: always
+  type: str
+  sample: 3f786850e387550fdab836ed7e6dc881de23001b
+format:
+  description: Format of the diff file, V(lvdiff) or V(hyperlayer).
+  returned: always
+  type: str
+  sample: lvdiff
+data_chunks:
+  description: Chunks written.
+  returned: always
+  type: int
+  sample: 3200
+discard_chunks:
+  description: Chunks discarded.
+  returned: always
+  type: int
+  sample: 12
+volume_size:
+  description: Size of the restored volume in bytes.
+  returned: always
+  type: int
+  sample: 10737418240
+pairs:
+  description: The user pairs in the diff's header.
+  returned: always
+  type: dict
+  sample: {host: web1}
+origin_uuid:
+  description: LVM UUID of the source volume the diff was made from.
+  returned: always
+  type: str
+  sample: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio
+from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
+    BaseMismatchError, LvdiffError, run_module)
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
+    TAG_DIFF, TAG_ORIGIN, Lvm, check_name)
+
+TMP_SUFFIX = '-lvpatch-tmp'
+
+
+def _chunks(nbytes, chunk_size):
+    return -(-nbytes // chunk_size)
+
+
+def run(module):
+    p = module.params
+    lvm = Lvm(Runner(module))
+    with _diffio.open_diff(p['src']) as reader:
+        header = reader.header
+    name = check_name('volume', p['name'] or header.volume['name'])
+    lvs = lvm.lvs(p['vg'])
+    result = {'changed': True, 'lv': name, 'path': '/dev/%s/%s' % (p['vg'], name), 'format': header.format,
+              'volume_size': header.volume['size'], 'pairs': header.pairs, 'origin_uuid': header.volume['uuid']}
+
+    if name in lvs:
+        # Only this very diff may already have made it; anything else is someone's data.
+        with _diffio.open_diff(p['src']) as reader:
+            summary = _diffio.verify(reader)
+        existing = lvs[name]
+        if existing.tag_value(TAG_DIFF) != summary['sha1']:
+            raise LvdiffError('volume %s/%s already exists and was not made from this diff (its tag %s is %s); '
+                              'choose another name or remove it' % (p['vg'], name, TAG_DIFF,
+                                                                     existing.tag_value(TAG_DIFF)))
+        result.update(changed=False, path=existing.path, **_counts(summary, header))
+        return result
+
+    if header.incremental:
+        if not p['base']:
+            raise LvdiffError('this diff is incremental: give base, the volume holding the state of %s (uuid %s)'
+                              % (header.base.get('name') or 'its base', header.base['uuid']))
+        base = lvm.thin(p['vg'], p['base'], 'base volume')
+        origin = base.tag_value(TAG_ORIGIN)
+        if origin is not None and origin != header.base['uuid']:
+            raise BaseMismatchError('base %s/%s is a replica of volume %s, but this diff was made against volume '
+                                    '%s (%s): wrong base' % (p['vg'], base.name, origin, header.base['uuid'],
+                                                             header.base.get('name') or '?'))
+        pool = lvm.pool_of(base)
+    else:
+        if p['base']:
+            raise LvdiffError('this diff is a full image: it needs pool, not base')
+        if not p['pool']:
+            raise LvdiffError('this diff is a full image: give pool, the thin pool to create it in')
+        base = None
+        pool = lvm.pool(p['vg'], p['pool'])
+    _diffio.check_target(header, pool.chunk_size)
+    if header.volume['size'] % pool.extent_size:
+        raise LvdiffError('the volume size %d is not a multiple of volume group %s\'s extent size %d'
+                          % (header.volume['size'], p['vg'], pool.extent_size))
+    needed = os.path.getsize(p['src'])
+    if pool.free_bytes < needed:
+        raise LvdiffError('thin pool %s/%s has %d bytes free, the diff may need up to %d; extend the pool'
+                          % (p['vg'], pool.name, pool.free_bytes, needed))
+
+    if module.check_mode:
+        with _diffio.open_diff(p['src']) as reader:
+            summary = _diffio.verify(reader)
+        result.update(sha1=summary['sha1'], **_counts(summary, header))
+        if base is not None and p['base_check']:
+            _check_base_only(lvm, p['src'], base)
+        return result
+
+    tmp = name + TMP_SUFFIX
+    if tmp in lvs:  # left by a run killed with SIGKILL: never anyone else's, by its suffix
+        lvm.remove(p['vg'], tmp)
+    created = False
+    try:
+        if base is not None:
+            lvm.snapshot(p['vg'], base.name, tmp)
+        else:
+            lvm.create_thin(p['vg'], pool.name, tmp, header.volume['size'])
+        created = True
+        made = lvm.lvs(p['vg'])[tmp]
+        if not made.active:
+            lvm.activate(made)
+        if header.volume['size'] > made.size:
+            lvm.resize(p['vg'], tmp, header.volume['size'])
+        summary = _apply(p['src'], made.path, p['base_check'], pool.chunk_size)
+        if header.volume['size'] < made.size:
+            lvm.resize(p['vg'], tmp, header.volume['size'])
+        lvm.tag(p['vg'], tmp, add=[TAG_ORIGIN + header.volume['uuid'], TAG_DIFF + summary['sha1']],
+                remove=[t for t in made.tags if t.startswith((TAG_ORIGIN, TAG_DIFF))])
+        lvm.rename(p['vg'], tmp, name)
+        created = False
+    finally:
+        if created:
+            lvm.remove(p['vg'], tmp)
+    result.update(sha1=summary['sha1'], **_counts(summary, header))
+    return result
+
+
+def _apply(src, device, base_check, chunk_size):
+    try:
+        fd = os.open(device, os.O_RDWR)
+    except OSError as e:
+        raise LvdiffError('cannot open %s: %s' % (device, e.strerror))
+    try:
+        summary = _diffio.apply_file(src, fd, base_check=base_check, target_chunk_size=chunk_size,
+                                     verify_first=False)
+        os.fsync(fd)
+    except OSError as e:
+        raise LvdiffError('writing %s failed: %s (the thin pool may be full); nothing was kept' % (device, e))
+    finally:
+        os.close(fd)
+    return summary
+
+
+def _check_base_only(lvm, src, base):
+    """Check mode: run the diff's base checks against base, read-only."""
+    with lvm.active(base):
+        try:
+            fd = os.open(base.path, os.O_RDONLY)
+        except OSError as e:
+            raise LvdiffError('cannot open base %s: %s' % (base.path, e.strerror))
+        try:
+            with _diffio.open_diff(src) as reader:
+                _diffio.verify_base(reader, fd)
+        finally:
+            os.close(fd)
+
+
+def _counts(summary, header):
+    cs = header.chunk_size
+    return {'data_chunks': _chunks(summary['data_bytes'], cs),
+            'discard_chunks': _chunks(summary['discard_bytes'], cs)}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type='path', required=True),
+            vg=dict(type='str', required=True),
+            base=dict(type='str'),
+            pool=dict(type='str'),
+            name=dict(type='str'),
+            base_check=dict(type='bool', default=True),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, run)
+
+
+if __name__ == '__main__':
+    main()
