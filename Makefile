@@ -9,11 +9,22 @@ export VENV
 deps:
 	@tests/setup/deps.sh
 
-## make test: every test (unit tests on real thin-tools output, then real LVM in the guest)
-test: deps unit
+COLLECTION_LINK := tests/output/collections/ansible_collections/lvdiff/thin
 
-unit: deps
+## make test: every test (unit tests on real thin-tools output, then real LVM in the guest)
+test: deps unit integration
+
+unit: deps $(COLLECTION_LINK)
 	$(PY) -m pytest -q tests/unit
+
+## Integration targets on real LVM inside the QEMU guest (boots and stops it)
+integration: deps $(COLLECTION_LINK)
+	tests/integration/run.sh
+
+# ansible-core finds the collection by this path; the checkout stays the only copy.
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../../../.. $@
 
 ## The QEMU guest with real LVM thin pools (tests/guest/)
 guest: deps

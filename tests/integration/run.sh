@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Boots the test guest, runs every integration target and the ad hoc checks against it,
+# and always powers the guest off. Fails (never skips) when the guest cannot start.
+# Usage: tests/integration/run.sh [target ...]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+trap 'tests/guest/stop.sh || true' EXIT
+tests/guest/start.sh
+# shellcheck disable=SC1091
+source tests/output/guest/env.sh
+export ANSIBLE_COLLECTIONS_PATH=$ROOT/tests/output/collections
+export ANSIBLE_ROLES_PATH=$ROOT/tests/integration/targets
+export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0
+export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
+ANSIBLE=$ROOT/.venv/bin
+
+targets=("$@")
+[[ ${#targets[@]} -gt 0 ]] || targets=(lvdiff lvdiff_info lvpatch)
+passed=0 failed=0
+for t in "${targets[@]}"; do
+  echo "=== integration target $t"
+  start=$(date +%s)
+  if "$ANSIBLE/ansible-playbook" -i "$GUEST_INVENTORY" tests/integration/main.yml -e "{\"targets\": [\"$t\"]}"; then
+    passed=$((passed + 1)); echo "=== $t: passed in $(( $(date +%s) - start )) s"
+  else
+    failed=$((failed + 1)); echo "=== $t: FAILED"
+  fi
+done
+
+echo "=== ad hoc: ansible src -m lvdiff.thin.lvdiff_info"
+if tests/integration/adhoc.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== adhoc: FAILED"; fi
+
+echo "integration: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
