@@ -26,6 +26,14 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../../.. $@
 
+## Benchmarks: ratios against floors measured in the same run (tests/bench/run.py)
+bench: deps
+	$(PY) tests/bench/run.py --out tests/output/bench/results.md
+
+## Every benchmark at tiny sizes: fails only if something errors
+bench-smoke: deps
+	$(PY) tests/bench/run.py --smoke --out tests/output/bench/results-smoke.md
+
 ## The QEMU guest with real LVM thin pools (tests/guest/)
 guest: deps
 	tests/guest/start.sh

@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""Benchmarks of lvdiff.thin's hot paths, each a ratio against a floor measured in the same run.
+
+    make bench          # full sizes; writes tests/output/bench/results.md
+    make bench-smoke    # every benchmark at tiny sizes (< 1 min); fails only on errors
+    .venv/bin/python tests/bench/run.py [--smoke] [--runs N] [--only meta|data] [--out FILE]
+
+Method: every measured operation runs in a fresh Python child (tests/bench/child.py)
+that times only the operation and reports its own peak RSS (VmHWM) and that of the
+thin tool it ran. Floors are the plain tools/pipelines doing the same I/O. Each row
+runs a warm-up of both (discarded; it also fills the page cache: runs are warm), then
+N interleaved pairs floor/ours with dirty pages written out (sync) before each timed
+run; the ratio is the median of the N per-pair ratios, seconds are medians.
+Timings are reported, never asserted: only errors (and wrong results) fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import _common
+from _common import MiB, GiB, median, fmt_s, fmt_mib, run_child, run_pipeline
+import data as datamod
+import pools
+
+RSS_LIMIT_MIB = 64
+
+
+class Row:
+    def __init__(self, group, case, what, target=None, notes=''):
+        self.group, self.case, self.what, self.target, self.notes = group, case, what, target, notes
+        self.ours, self.floor, self.ratios = [], [], []
+        self.rss = []          # KiB, our process
+        self.tool_rss = None   # KiB, the thin tool's own process
+        self.floor_label = ''
+
+    def add(self, ours, floor_s):
+        self.ours.append(ours['seconds'])
+        self.floor.append(floor_s)
+        self.ratios.append(ours['seconds'] / floor_s)
+        self.rss.append(ours['rss_kib'])
+
+    @property
+    def ratio(self):
+        return median(self.ratios)
+
+    @property
+    def peak_rss(self):
+        return max(self.rss) if self.rss else None
+
+    def met(self):
+        if self.target is None:
+            return ''
+        return 'met' if self.ratio <= self.target else 'MISSED'
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.smoke = args.smoke
+        self.runs = args.runs or (1 if self.smoke else 5)
+        self.go_runs = min(self.runs, 3)
+        self.rows = []
+        self.rss_checks = []  # (label, {case: kib})
+        self.t_start = time.monotonic()
+        self.work = os.path.join(_common.OUTPUT, 'data-smoke' if self.smoke else 'data')
+
+    def log(self, msg):
+        print('[%6.1f s] %s' % (time.monotonic() - self.t_start, msg), file=sys.stderr, flush=True)
+
+    def row(self, *a, **kw):
+        r = Row(*a, **kw)
+        self.rows.append(r)
+        return r
+
+    # --- 1, 2, 6: metadata -----------------------------------------------------------
+
+    def pool_cases(self):
+        if self.smoke:
+            return [(8192, 'fragmented'), (8192, 'contiguous'), (32768, 'fragmented'), (32768, 'contiguous')]
+        return [(1 << 20, 'fragmented'), (1 << 20, 'contiguous'), (4 << 20, 'fragmented'), (4 << 20, 'contiguous')]
+
+    def bench_meta(self):
+        delta_rss, dump_rss = {}, {}
+        for nr_chunks, layout in self.pool_cases():
+            meta, info = pools.get(nr_chunks, layout, log=self.log)
+            case = '%s %s' % (_chunks(nr_chunks), layout)
+            truth = info['truth']
+            args = dict(meta=meta, nr_chunks=nr_chunks, chunk_size=info['chunk_size'],
+                        base_id=info['base_id'], snap_id=info['snap_id'])
+            thin_delta = [_common.find_tool('thin_delta'), '--snap1', str(info['base_id']),
+                          '--snap2', str(info['snap_id']), meta]
+            thin_dump = [_common.find_tool('thin_dump'), '--dev-id', str(info['snap_id']), meta]
+            _common.preread(meta)
+
+            def check_delta(res, per_chunk=False):
+                got = (res['data_chunks'], res['discard_chunks'])
+                want = (truth['delta_data_chunks'], truth['delta_discard_chunks'])
+                if got != want:
+                    raise AssertionError('%s: plan from thin_delta has (data, discard) chunks %r, the pool '
+                                         'has %r (stale cache? rm -rf %s)' % (case, got, want, pools.POOLS))
+
+            def check_dump(res, per_chunk=False):
+                # a per-chunk plan has one extent per chunk
+                got = (res['data_chunks'], res['extents'])
+                want = (truth['dump_chunks'], truth['dump_chunks'] if per_chunk else truth['dump_runs'])
+                if got != want:
+                    raise AssertionError('%s: plan from thin_dump has (chunks, extents) %r, the pool has %r'
+                                         % (case, got, want))
+
+            for kind, floor_cmd, op, check, group, target, rss_map in (
+                    ('delta', thin_delta, 'delta', check_delta,
+                     '1. incremental metadata: thin_delta -> Plan.add_delta', 1.5, delta_rss),
+                    ('dump', thin_dump, 'dump', check_dump,
+                     '2. full-image metadata: thin_dump --dev-id 2 -> Plan.add_mapped', 2.0, dump_rss)):
+                self.log('%s: %s' % (case, kind))
+                floor_label = ('thin_delta' if kind == 'delta' else 'thin_dump --dev-id 2') + ' > /dev/null'
+                ours = self.row(group, case, 'ours', target,
+                                '%s XML runs' % _int(truth['delta_runs'] if kind == 'delta' else info['counts']
+                                                     ['snap_mapped']))
+                go = self.row('6. baseline: the Go tool\'s approach in our code path', case,
+                              '%s: buffered, tree, per-chunk' % kind)
+                # warm-up (discarded)
+                run_pipeline([floor_cmd])
+                check(run_child(op, **args))
+                for i in range(self.runs):
+                    fs = run_pipeline([floor_cmd])
+                    res = run_child(op, **args)
+                    check(res)
+                    ours.add(res, fs)
+                    if i < self.go_runs:
+                        fs = run_pipeline([floor_cmd])
+                        res = run_child(op + '_go', **args)
+                        check(res, per_chunk=True)
+                        go.add(res, fs)
+                ours.tool_rss = go.tool_rss = _common.tool_peak_rss(floor_cmd)
+                ours.floor_label = go.floor_label = floor_label
+                go.notes = 'vs ours: %.1fx the time, %.1fx the memory' % (
+                    median(go.ours) / median(ours.ours), go.peak_rss / ours.peak_rss)
+                rss_map[case] = ours.peak_rss
+        self.rss_checks = [('thin_delta parse', delta_rss), ('thin_dump parse', dump_rss)]
+
+    # --- 3, 4, 5, 6: data path ---------------------------------------------------------
+
+    def data_cases(self):
+        """(size, chunk size, fraction, mean run, rows): rows among main/go/scale."""
+        v = 256 * MiB if self.smoke else 4 * GiB
+        return [
+            (v, 64 << 10, 0.05, 4, ('main', 'go')),
+            (v, 1 << 20, 0.05, 2, ('main',)),
+            (v, 64 << 10, 0.01, 4, ('scale',)),
+            (v, 64 << 10, 0.25, 4, ('scale',)),
+            (4 * v, 64 << 10, 0.0125, 4, ('scale',)),
+        ]
+
+    def bench_data(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+        try:
+            for size, cs, fraction, mean_run, kinds in self.data_cases():
+                sc = datamod.Scenario(self.work, size, cs, fraction, mean_run)
+                self.log('data: %s (%.0f MiB changed): building' % (sc.label, sc.changed_bytes / MiB))
+                sc.build()
+                try:
+                    self._data_case(sc, kinds)
+                finally:
+                    sc.remove()
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def _floor(self, payload, want_sha1):
+        """cat payload | tee out | sha1sum: read, hash and write the same bytes."""
+        out = os.path.join(self.work, 'floor.out')
+        _common.remove(out)
+        _common.drop_writeback()
+        sha_out = os.path.join(self.work, 'floor.sha1')
+        with open(sha_out, 'wb') as f:
+            secs = run_pipeline([['cat', payload], ['tee', out], ['sha1sum']], stdout=f)
+        with open(sha_out) as f:
+            got = f.read().split()[0]
+        if got != want_sha1:
+            raise AssertionError('floor: sha1sum of %s is %s, write_diff said %s' % (payload, got, want_sha1))
+        _common.remove(out, sha_out)
+        return secs
+
+    def _data_case(self, sc, kinds):
+        w = self.work
+        case = sc.label
+        common = dict(src=sc.src, base=sc.base, runs=sc.runs_path, chunk_size=sc.chunk_size, size=sc.size,
+                      level=2)
+        changed = '%.0f MiB changed (%.2f%%)' % (sc.changed_bytes / MiB, 100.0 * sc.changed_chunks / sc.nr_chunks)
+        target = os.path.join(w, 'target.img')
+
+        def write_rows(op, diff, group, label, tgt):
+            # warm-up: writes the diff that the floor and apply read
+            first = run_child(op, out=diff, **common)
+            with open(diff, 'rb') as f:
+                h = hashlib.sha1()
+                for block in iter(lambda: f.read(8 * MiB), b''):
+                    h.update(block)
+            if h.hexdigest() != first['sha1'] or os.path.getsize(diff) != first['size']:
+                raise AssertionError('%s: write_diff returned a wrong sha1 or size' % case)
+            for p in (sc.src, sc.base, diff):
+                _common.preread(p)
+            self._floor(diff, first['sha1'])
+            row = self.row(group, case, label, tgt, '%s, %s records' % (changed, _int(first['extents'])))
+            row.floor_label = 'cat diff | tee out | sha1sum'
+            out = os.path.join(w, 'out.diff')
+            for i in range(self.go_runs if op.endswith('_go') else self.runs):
+                fs = self._floor(diff, first['sha1'])
+                _common.remove(out)
+                _common.drop_writeback()
+                res = run_child(op, out=out, **common)
+                if res['sha1'] != first['sha1']:
+                    raise AssertionError('%s: write_diff is not deterministic' % case)
+                row.add(res, fs)
+            _common.remove(out)
+            row.notes += ', %.0f MiB/s' % (sc.changed_bytes / MiB / median(row.ours))
+            return row, first
+
+        def apply_rows(op, diff, sha1, group, label, tgt, verify_first=False, runs=None):
+            def fresh_target():
+                _common.remove(target)
+                subprocess.run(['cp', '--sparse=always', sc.base, target], check=True)
+                _common.drop_writeback()
+
+            fresh_target()
+            res = run_child(op, diff=diff, target=target, verify_first=verify_first)
+            if res['sha1'] != sha1 or not sc.same_as_source(target):
+                raise AssertionError('%s: apply_file did not restore the source' % case)
+            row = self.row(group, case, label, tgt, changed)
+            row.floor_label = 'cat diff | tee out | sha1sum'
+            for i in range(runs or self.runs):
+                fs = self._floor(diff, sha1)
+                fresh_target()
+                row.add(run_child(op, diff=diff, target=target, verify_first=verify_first), fs)
+            _common.remove(target)
+            row.notes += ', %.0f MiB/s' % (sc.changed_bytes / MiB / median(row.ours))
+            return row
+
+        diff = os.path.join(w, 'diff.lvdiff')
+        scale_group = '5. scaling: write_diff, cost per changed byte'
+        if 'main' in kinds:
+            self.log('data: %s: write_diff' % case)
+            wr, first = write_rows('write', diff, '3. lvdiff data path: write_diff, level 2, SHA-1', 'ours', 1.25)
+            if 'scale' in kinds:
+                self.rows.append(_regroup(wr, scale_group))
+            self.log('data: %s: apply_file' % case)
+            group = '4. lvpatch data path: apply_file'
+            ap = apply_rows('apply', diff, first['sha1'], group, 'ours, verify_first=False', 1.25)
+            apply_rows('apply', diff, first['sha1'], group, 'verify_first=True (reads the diff twice)', None,
+                       verify_first=True)
+        elif 'scale' in kinds:
+            self.log('data: %s: write_diff (scaling)' % case)
+            write_rows('write', diff, scale_group, 'ours', 1.25)
+        if 'go' in kinds:
+            self.log('data: %s: Go-style per-chunk baseline' % case)
+            group = "6. baseline: the Go tool's approach in our code path"
+            diff_go = os.path.join(w, 'diff-go.lvdiff')
+            gw, gfirst = write_rows('write_go', diff_go, group, 'write: one record + syscall per chunk', None)
+            gw.notes += '; vs ours: %.1fx the time' % (median(gw.ours) / median(wr.ours))
+            ga = apply_rows('apply_go', diff_go, gfirst['sha1'], group, 'apply: one record + pwrite per chunk',
+                            None, runs=self.go_runs)
+            ga.notes += '; vs ours: %.1fx the time' % (median(ga.ours) / median(ap.ours))
+            _common.remove(diff_go)
+        _common.remove(diff)
+
+    # --- report ------------------------------------------------------------------------
+
+    def report(self):
+        lines = []
+        add = lines.append
+        add('# lvdiff.thin benchmarks%s' % (' (smoke sizes: not meaningful)' if self.smoke else ''))
+        add('')
+        add('Measured %s UTC by `%s`, %d timed runs per row (%d for the Go-style baselines), '
+            'warm page cache.' % (datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M'),
+                                  'make bench-smoke' if self.smoke else 'make bench', self.runs, self.go_runs))
+        add('')
+        add('| machine | |')
+        add('|---|---|')
+        for k, v in _common.machine():
+            add('| %s | %s |' % (k, v))
+        add('')
+        add('**ratio** = our time / the floor\'s time, median of the per-run pairs (floor and ours '
+            'measured back to back); **s** = median seconds. **RSS** = peak resident memory of our '
+            'process (VmHWM of a fresh Python child that does only this, interpreter and imports '
+            'included, the thin tool it runs not included); **tool RSS** = the thin tool\'s own peak '
+            '(GNU time on one extra floor run).')
+        add('')
+        groups = []
+        for r in self.rows:
+            if r.group not in groups:
+                groups.append(r.group)
+        for g in groups:
+            add('### %s' % g)
+            add('')
+            rows = [r for r in self.rows if r.group == g and r.ours]
+            floors = sorted(set(getattr(r, 'floor_label', '') for r in rows))
+            add('Floor: %s.' % '; '.join('`%s`' % f for f in floors))
+            add('')
+            tools = any(r.tool_rss for r in rows)
+            add('| case | variant | ours s | floor s | ratio | target | RSS MiB |%s notes |'
+                % (' tool RSS MiB |' if tools else ''))
+            add('|---|---|---:|---:|---:|---|---:|%s---|' % ('---:|' if tools else ''))
+            for r in rows:
+                add('| %s | %s | %s | %s | **%.2fx** | %s | %s |%s %s |' % (
+                    r.case, r.what, fmt_s(median(r.ours)), fmt_s(median(r.floor)), r.ratio,
+                    ('<= %gx: %s' % (r.target, r.met())) if r.target else '-',
+                    fmt_mib(r.peak_rss), (' %s |' % fmt_mib(r.tool_rss)) if tools else '', r.notes))
+            add('')
+        add('### Targets')
+        add('')
+        add('| target | measured | result |')
+        add('|---|---|---|')
+        seen = set()
+        for r in self.rows:
+            if r.target is not None and r.ours and id(r.ours) not in seen:
+                seen.add(id(r.ours))
+                add('| %s, %s: time <= %gx floor | %.2fx | %s |' % (r.group.split(':')[0], r.case, r.target,
+                                                                   r.ratio, r.met()))
+        for label, rss in self.rss_checks:
+            if not rss:
+                continue
+            peak = max(rss.values())
+            add('| %s: peak RSS <= %d MiB | max %.1f MiB | %s |' % (
+                label, RSS_LIMIT_MIB, peak / 1024, 'met' if peak <= RSS_LIMIT_MIB * 1024 else 'MISSED'))
+            small = [v for k, v in rss.items() if k.startswith(self._small_prefix())]
+            big = [v for k, v in rss.items() if not k.startswith(self._small_prefix())]
+            if small and big:
+                grow = (max(big) - max(small)) / 1024
+                add('| %s: RSS the same for %s and %s pools | %+.1f MiB | %s |' % (
+                    label, self._small_prefix().strip(), _chunks(self.pool_cases()[-1][0]), grow,
+                    'met' if abs(grow) <= 2 else 'MISSED'))
+        add('')
+        return '\n'.join(lines) + '\n'
+
+    def _small_prefix(self):
+        return _chunks(self.pool_cases()[0][0]) + ' '
+
+
+def _regroup(row, group):
+    """The same measurements listed again under another group."""
+    r = copy.copy(row)
+    r.group = group
+    return r
+
+
+def _chunks(n):
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return '%dM chunks' % (n >> 20)
+    if n % 1024 == 0:
+        return '%dk chunks' % (n >> 10)
+    return '%d chunks' % n
+
+
+def _int(n):
+    return '{:,}'.format(n).replace(',', ' ')
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--smoke', action='store_true', help='tiny sizes, one run: checks that everything works')
+    ap.add_argument('--runs', type=int, help='timed runs per row (default 5, smoke 1)')
+    ap.add_argument('--only', choices=('meta', 'data'), help='run only one half')
+    ap.add_argument('--out', help='also write the Markdown table to this file')
+    args = ap.parse_args()
+    os.makedirs(_common.OUTPUT, exist_ok=True)
+    b = Bench(args)
+    if args.only in (None, 'meta'):
+        b.bench_meta()
+    if args.only in (None, 'data'):
+        b.bench_data()
+    text = b.report()
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            f.write(text)
+        b.log('wrote %s' % args.out)
+    b.log('done')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
