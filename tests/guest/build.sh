@@ -33,7 +33,7 @@ BIN_PACKAGES=(busybox-static bash dash coreutils util-linux mount e2fsprogs lvm2
 OTHER_PACKAGES=(openssh-server openssh-client openssh-sftp-server python3.11 python3.11-minimal
   libpython3.11-stdlib libpython3.11-minimal python3-lxml python3-paramiko libc6 libssl3)
 PY_DIST_ROOTS=(python3-lxml python3-paramiko)   # with their python3-* dependencies
-MODULES=(crc32c_generic dm_thin_pool loop virtio_pci virtio_net virtio_blk virtio_rng ext4)
+MODULES=(crc32c_generic dm_thin_pool dm_snapshot loop virtio_pci virtio_net virtio_blk virtio_rng ext4)
 
 # python3-* packages needed by PY_DIST_ROOTS (their Depends, recursively)
 py_closure() {
