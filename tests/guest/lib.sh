@@ -38,19 +38,22 @@ ssh_to() {
 # Stops the guest QEMU started from this OUT (if any): clean poweroff over SSH, then SIGTERM
 # and SIGKILL after bounded waits. Never fails because nothing runs.
 stop_guest() {
-  local pid port i
+  local pid port i asked=0
   pid=$(guest_pid) || { rm -rf "$RUN"; rm -f "$OUT/inventory.ini" "$OUT/env.sh"; return 0; }
   port=$(guest_ssh_port src || true)
-  if [[ -n $port ]]; then
+  # a clean power-off only once the guest's sshd runs (before that, ssh would just wait)
+  if [[ -n $port ]] && grep -q 'lvdiff-guest: .*ready' "$RUN/console.log" 2>/dev/null; then
     timeout 15 ssh "${SSH_OPTS[@]}" -o ConnectTimeout=5 -p "$port" root@127.0.0.1 poweroff \
       >/dev/null 2>&1 || true
+    asked=1
   fi
-  for ((i = 0; i < 100; i++)); do    # 20 s for a clean power-off
+  for ((i = 0; asked && i < 100; i++)); do    # 20 s for a clean power-off
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.2
   done
   if kill -0 "$pid" 2>/dev/null; then
-    echo "guest: no clean power-off; sending SIGTERM to qemu (pid $pid)" >&2
+    ((asked)) && echo "guest: no clean power-off within 20 s" >&2
+    echo "guest: sending SIGTERM to qemu (pid $pid)" >&2
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 25; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     if kill -0 "$pid" 2>/dev/null; then

@@ -78,7 +78,11 @@ on_exit() {
   ((ready)) && return 0
   if ((started)); then
     echo "guest: start failed; stopping the guest. Console log tail ($RUN/console.log):" >&2
-    tail -n 40 "$RUN/console.log" 2>/dev/null | sed 's/^/    /' >&2 || true
+    if [[ -s $RUN/console.log ]]; then
+      tail -n 40 "$RUN/console.log" | sed 's/^/    /' >&2
+    else
+      echo "    (empty: the kernel had not printed anything yet)" >&2
+    fi
     stop_guest
   fi
   exit "$rc"
