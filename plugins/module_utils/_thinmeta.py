@@ -114,11 +114,8 @@ class _DeltaTarget:
         elif tag == 'range':
             raise LvdiffError('thin_delta printed verbose output; run it without --verbose')
 
-    def end(self, tag):
-        pass
-
-    def data(self, text):
-        pass
+    # No end() or data(): lxml calls only the methods a target has, and a Python call
+    # per element end and per whitespace text costs more than the rest of the parse.
 
     def close(self):
         return None
@@ -142,6 +139,11 @@ class _DumpTarget:
 
     Rust thin_dump may factor shared subtrees out as <def name> ... </def> and refer
     to them with <ref name/>; defs are spooled to a temporary file, not to memory.
+
+    start() runs once per mapping (millions of times on a big pool), so its
+    single_mapping path is inlined: the pending run is two ints, not a tuple, and
+    whether mappings count is one flag, updated where in_device/def_name change.
+    There is no data() (whitespace text is ignored anyway).
     """
 
     _PAIR = struct.Struct('<QQ')
@@ -155,16 +157,20 @@ class _DumpTarget:
         self.def_name = None
         self.defs = {}
         self.spool = None
-        self.pending = None  # (begin, length) not yet emitted, to coalesce adjacent mappings
+        # The run [_begin, _end) not yet emitted, to coalesce adjacent mappings; _end None: none.
+        self._begin = self._end = None
+        self._collect = False  # in_device or def_name is not None
+
+    def _update_collect(self):
+        self._collect = self.in_device or self.def_name is not None
 
     def _add(self, begin, length):
-        pending = self.pending
-        if pending is not None and pending[0] + pending[1] == begin:
-            self.pending = (pending[0], pending[1] + length)
-            return
-        if pending is not None:
-            self._emit(pending)
-        self.pending = (begin, length)
+        if self._end is not None:
+            if self._end == begin:
+                self._end += length
+                return
+            self._emit((self._begin, self._end - self._begin))
+        self._begin, self._end = begin, begin + length
 
     def _emit(self, run):
         if self.def_name is not None:
@@ -174,20 +180,27 @@ class _DumpTarget:
             self.runs.append(run)
 
     def _flush(self):
-        if self.pending is not None:
-            self._emit(self.pending)
-            self.pending = None
+        if self._end is not None:
+            self._emit((self._begin, self._end - self._begin))
+            self._begin = self._end = None
 
     def start(self, tag, attrib):
         if tag == 'single_mapping':
-            if self.in_device or self.def_name is not None:
-                self._add(int(attrib['origin_block']), 1)
+            if self._collect:
+                begin = int(attrib['origin_block'])
+                if begin == self._end:  # never true while _end is None
+                    self._end = begin + 1
+                else:
+                    if self._end is not None:
+                        self._emit((self._begin, self._end - self._begin))
+                    self._begin, self._end = begin, begin + 1
         elif tag == 'range_mapping':
-            if self.in_device or self.def_name is not None:
+            if self._collect:
                 self._add(int(attrib['origin_begin']), int(attrib['length']))
         elif tag == 'device':
             if attrib.get('dev_id') == self.dev_id:
                 self.in_device = True
+                self._update_collect()
                 self.device = dict(attrib)
         elif tag == 'def':
             self._flush()
@@ -195,6 +208,7 @@ class _DumpTarget:
                 self.spool = tempfile.TemporaryFile()
             self.spool.seek(0, os.SEEK_END)
             self.def_name = attrib['name']
+            self._update_collect()
             self.defs[self.def_name] = [self.spool.tell(), 0]
         elif tag == 'ref':
             if self.in_device:
@@ -219,12 +233,11 @@ class _DumpTarget:
         if tag == 'device' and self.in_device:
             self._flush()
             self.in_device = False
+            self._update_collect()
         elif tag == 'def':
             self._flush()
             self.def_name = None
-
-    def data(self, text):
-        pass
+            self._update_collect()
 
     def close(self):
         return None
