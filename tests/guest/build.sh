@@ -59,7 +59,7 @@ py_closure() {
     done
   done
 }
-PY_PACKAGES=($(py_closure | sort))
+mapfile -t PY_PACKAGES < <(py_closure | sort)
 ALL_PACKAGES=("${BIN_PACKAGES[@]}" "${OTHER_PACKAGES[@]}" "${PY_PACKAGES[@]}")
 missing=()
 for p in "${ALL_PACKAGES[@]}"; do

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by tests/guest/{start,stop,smoke}.sh (sourced, bash). Expects REPO (the checkout).
 OUT=${GUEST_OUT:-$REPO/tests/output/guest}
 RUN=$OUT/run                 # per-boot state: qemu.pid, ports, console.log, cp/

@@ -9,6 +9,7 @@
 # GUEST_POOL_MIB (size of each thin pool, 2048), GUEST_OUT (tests/output/guest).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck disable=SC2034 # REPO is read by lib.sh
 REPO=$PWD
 source tests/guest/lib.sh
 
@@ -57,6 +58,9 @@ if pid=$(guest_pid); then
      timeout 30 ssh "${SSH_OPTS[@]}" -p "$SRC_PORT" root@127.0.0.1 true &&
      timeout 30 ssh "${SSH_OPTS[@]}" -p "$DST_PORT" root@127.0.0.1 true; then
     echo "guest: already running (qemu pid $pid, src 127.0.0.1:$SRC_PORT, dst 127.0.0.1:$DST_PORT)"
+    if ! cmp -s "$RUN/build.key" "$OUT/build.key"; then
+      echo "guest: WARNING: it runs an older build; 'make guest-stop guest' boots the new one" >&2
+    fi
     prepare_vgs
     echo "guest: inventory $OUT/inventory.ini"
     exit 0
@@ -125,11 +129,11 @@ for attempt in 1 2 3; do
 done
 pid=$(guest_pid) || die "qemu started but its pid file $RUN/qemu.pid is not usable"
 printf 'GUEST_SRC_PORT=%s\nGUEST_DST_PORT=%s\n' "$SRC_PORT" "$DST_PORT" >"$RUN/ports"
+cp "$OUT/build.key" "$RUN/build.key"
 echo "guest: qemu pid $pid ($SMP vCPU, $MEM MiB), src 127.0.0.1:$SRC_PORT, dst 127.0.0.1:$DST_PORT; waiting for SSH (up to ${TIMEOUT} s)"
 
 # --- Wait for both SSH servers --------------------------------------------------------------
 deadline=$(($(date +%s) + TIMEOUT))
-up=()
 while :; do
   kill -0 "$pid" 2>/dev/null || die "qemu exited during boot"
   if grep -q 'lvdiff-guest: .*ERROR' "$RUN/console.log" 2>/dev/null; then

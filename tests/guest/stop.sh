@@ -5,6 +5,7 @@
 # as console.last.log); keeps the built images and keys. Succeeds when no guest runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck disable=SC2034 # REPO is read by lib.sh
 REPO=$PWD
 source tests/guest/lib.sh
 
