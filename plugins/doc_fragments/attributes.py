@@ -22,6 +22,7 @@ attributes:
 '''
 
     THIN_TOOLS = r'''
+options: {}
 requirements:
   - Python 3.9 or newer and C(lxml) on the managed host.
   - C(lvm2) and C(thin-provisioning-tools) 0.7.4 or newer (not 0.7.5; in the 1.x series 1.0.6 or newer),

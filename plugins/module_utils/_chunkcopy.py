@@ -41,7 +41,7 @@ class BufferedHasher:
     def __init__(self, hashobj, bufsize, nbuf=4):
         self.hashobj = hashobj
         self._free = queue.Queue()
-        for _ in range(nbuf):
+        for dummy in range(nbuf):
             self._free.put(bytearray(bufsize))
         self._work = queue.Queue()
         self._thread = threading.Thread(target=self._run, name='lvdiff-hash', daemon=True)

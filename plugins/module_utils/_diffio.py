@@ -171,12 +171,12 @@ def estimate_size(header, plan, fmt='lvdiff'):
     """The size in bytes of the diff that write_diff would write (exact for lvdiff,
     within a few bytes per record for HyperLayer), without reading any data."""
     if fmt == 'hyperlayer':
-        checks = sum(1 for _ in plan.base_checks(header.checksum_level, header.sample_seed, header.chunk_size))
+        checks = sum(1 for c in plan.base_checks(header.checksum_level, header.sample_seed, header.chunk_size))
         w = plan.data_chunks + plan.discard_chunks
         return 400 + sum(len(k) + len(v) * 2 + 6 for k, v in header.pairs.items()) + checks * 40 + (
             1 if checks else 0) + w * 20 + plan.data_bytes + plan.discard_bytes
     record = 28  # head + crc
-    checks = sum(1 for _ in plan.base_checks(header.checksum_level, header.sample_seed)) if header.incremental else 0
+    checks = sum(1 for c in plan.base_checks(header.checksum_level, header.sample_seed)) if header.incremental else 0
     data_records = sum(1 for a, o, n in plan.byte_extents() if a == DATA)
     discards = plan.extents - sum(1 for a, b, n in plan.chunk_extents() if a == DATA)
     trailer = '{"data_bytes":%d,"discard_bytes":%d,"records":{"check":%d,"data":%d,"discard":%d},"sha1":"%s"}' % (

@@ -244,8 +244,7 @@ class HyperlayerReader:
                     raise FormatError('corrupt HyperLayer file: expected a W record at line %d, file offset %d'
                                       % (self.line_no, self.pos - len(line)))
                 offset, length = self._range(line.split(), 'W')
-                for event in self._payload(offset, length):
-                    yield event
+                yield from self._payload(offset, length)
                 if self.f.read(1) != b'\n':
                     raise FormatError('corrupt or truncated HyperLayer file: W record at volume offset %d '
                                       'is not followed by a newline (file offset %d)' % (offset, self.pos))

@@ -212,7 +212,7 @@ class Plan:
         # Stratum j contributes one ordinal in [j*total/k, (j+1)*total/k): ascending, lazily.
         ordinals = (int((j + rng.random()) * total / k) for j in range(k))
         wanted = _dedup(itertools.chain([0], ordinals, [total - 1]))
-        want = next(wanted)
+        want = next(wanted, None)  # never None: wanted starts with 0
         seen = 0
         for begin, length in self.base_chunks():
             while want is not None and want < seen + length:

@@ -260,8 +260,7 @@ def mapped_runs(stream, dev_id):
 
 def _flatten(batches):
     for batch in batches:
-        for item in batch:
-            yield item
+        yield from batch
 
 
 def thin_delta(runner, tmeta, base_id, source_id, metadata_snap=True):
@@ -269,16 +268,14 @@ def thin_delta(runner, tmeta, base_id, source_id, metadata_snap=True):
     argv = ['thin_delta'] + (['-m'] if metadata_snap else []) + [
         '--snap1', str(base_id), '--snap2', str(source_id), tmeta]
     with runner.stream(argv) as out:
-        for item in _flatten(delta_runs(out)):
-            yield item
+        yield from _flatten(delta_runs(out))
 
 
 def thin_mappings(runner, tmeta, dev_id, metadata_snap=True):
     """Yield (begin, length) runs of the chunks mapped in one thin device, streaming thin_dump."""
     argv = ['thin_dump'] + (['-m'] if metadata_snap else []) + ['--dev-id', str(dev_id), tmeta]
     with runner.stream(argv) as out:
-        for item in _flatten(mapped_runs(out, dev_id)):
-            yield item
+        yield from _flatten(mapped_runs(out, dev_id))
 
 # --- the pool's metadata snapshot ------------------------------------------------------
 

@@ -11,17 +11,17 @@ short_description: Write the changes of an LVM thin volume since a base volume t
 version_added: 0.1.0
 description:
   - Compares thin volume O(lv) with thin volume O(base) in the same pool, using the pool's metadata
-    (C(thin_delta) on a reserved metadata snapshot), and writes the chunks that differ to O(dest):
-    changed data, discarded ranges, and checksums of the base so that the receiver can prove it
+    (C(thin_delta) on a reserved metadata snapshot), and writes the chunks that differ to O(dest),
+    namely changed data, discarded ranges, and checksums of the base so that the receiver can prove it
     patches the right base.
   - Without O(base), writes a full image of the chunks mapped in O(lv) (C(thin_dump)).
   - Reads data only from the named thin volumes while a metadata snapshot pins the pool's mappings.
     Inactive or activation-skip volumes are activated for the run and deactivated afterwards.
-  - O(dest) is written to a temporary file in the same directory and renamed: it is either complete or
+  - O(dest) is written to a temporary file in the same directory and renamed; it is either complete or
     untouched. A run interrupted by SIGTERM leaves neither a partial file nor a held metadata snapshot.
   - The file format is specified in the collection's C(docs/format.md). Restore with M(lvdiff.thin.lvpatch).
 author:
-  - lvdiff.thin contributors
+  - lvdiff.thin contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.attributes.THIN_TOOLS
@@ -286,7 +286,7 @@ def run(module):
             result.update(data_chunks=plan.data_chunks, discard_chunks=plan.discard_chunks)
             if module.check_mode:
                 result.update(size=_diffio.estimate_size(header, plan, p['format']),
-                              checks=sum(1 for _ in plan.base_checks(header.checksum_level, header.sample_seed))
+                              checks=sum(1 for dummy in plan.base_checks(header.checksum_level, header.sample_seed))
                               if base else 0)
                 return result
             written = _write(module, dest, header, plan, lv, base, p['format'])

@@ -14,7 +14,7 @@ description:
   - With O(verify=true), reads every record, checks every checksum and the trailer, and returns the counts
     and the SHA-1 of the whole file.
 author:
-  - lvdiff.thin contributors
+  - lvdiff.thin contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lvdiff.thin.attributes
 attributes:

@@ -20,7 +20,7 @@ description:
     diff's identity (C(lvdiff_origin:<source LV UUID>), C(lvdiff_sha1:<SHA-1 of the diff>)). On any failure,
     including the pool running out of space or SIGTERM, the temporary volume is removed.
 author:
-  - lvdiff.thin contributors
+  - lvdiff.thin contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.attributes.THIN_TOOLS
@@ -171,8 +171,8 @@ def run(module):
         existing = lvs[name]
         if existing.tag_value(TAG_DIFF) != summary['sha1']:
             raise LvdiffError('volume %s/%s already exists and was not made from this diff (its tag %s is %s); '
-                              'choose another name or remove it' % (p['vg'], name, TAG_DIFF,
-                                                                     existing.tag_value(TAG_DIFF)))
+                              'choose another name or remove it'
+                              % (p['vg'], name, TAG_DIFF, existing.tag_value(TAG_DIFF)))
         result.update(changed=False, path=existing.path, **_counts(summary, header))
         return result
 
