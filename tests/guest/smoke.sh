@@ -2,6 +2,7 @@
 # Proves the running lvdiff test guest works (start it first: `make guest`). Fails loudly.
 #  1. src: thin volume, writes, two thin snapshots, reserve_metadata_snap on the tpool,
 #     `thin_delta -m` on the _tmeta device (output checked), release; data checked
+#     then mkfs.ext4, mount, blkdiscard, losetup --show on src
 #  2. both hosts: python3 imports lxml and paramiko; each host sees only its own VGs;
 #     the pool chunk sizes are 64 KiB (vgsrc, vgdst) and 256 KiB (vgodd)
 #  3. SFTP to both hosts (a file round trip, checksums compared)
@@ -88,6 +89,29 @@ PY
 EOF
 }
 
+filesystem() { # a demo's needs: mkfs.ext4, mount, blkdiscard, losetup --show
+  guest_ssh src bash -s <<'EOF'
+set -euo pipefail
+n=smokefs$$
+trap 'umount /mnt/$n 2>/dev/null || true; lvremove -q -y vgsrc/$n >/dev/null 2>&1 || true; rmdir /mnt/$n 2>/dev/null || true' EXIT
+lvcreate -q -V 128M -T vgsrc/pool -n $n
+mkfs.ext4 -q /dev/vgsrc/$n
+mkdir -p /mnt/$n
+mount /dev/vgsrc/$n /mnt/$n
+echo lvdiff >/mnt/$n/hello
+umount /mnt/$n
+blkdiscard -f /dev/vgsrc/$n
+used=$(lvs --noheadings -o data_percent vgsrc/$n | tr -d ' ')
+echo "after blkdiscard: $used% used"
+[[ $used == 0.00 ]]
+truncate -s 8M /tmp/$n.img
+dev=$(losetup -f --show /tmp/$n.img)
+losetup -d "$dev"
+rm -f /tmp/$n.img
+echo "losetup -f --show gave $dev"
+EOF
+}
+
 python_imports() { # HOST
   guest_ssh "$1" 'python3 -c "import lxml.etree, paramiko; print(lxml.etree.__version__, paramiko.__version__)"'
 }
@@ -154,6 +178,7 @@ EOF
 }
 
 step "src: thin volume, snapshots, reserve_metadata_snap, thin_delta -m, release" thin_scenario
+step "src: mkfs.ext4, mount, blkdiscard, losetup --show" filesystem
 step "src: python3 imports lxml, paramiko" python_imports src
 step "dst: python3 imports lxml, paramiko" python_imports dst
 step "src: sees only vgsrc" own_vgs src vgsrc
