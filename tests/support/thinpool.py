@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Real thin-pool metadata with known truth, for tests and benchmarks.
 
 Builds thin_dump-style XML for a thin pool, turns it into a real metadata file
@@ -248,7 +247,7 @@ class _ArrayRuns:
     """Compact storage for runs given as a one-shot iterator."""
 
     def __init__(self, runs: Iterable[Tuple[int, ...]]) -> None:
-        self.o, self.d, self.n, self.t = (array.array("Q") for _ in range(4))
+        self.o, self.d, self.n, self.t = (array.array("Q") for dummy in range(4))
         for r in runs:
             self.o.append(r[0])
             self.d.append(r[1])
@@ -774,7 +773,7 @@ def _peak_rss() -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     ap.add_argument("--chunks", type=int, required=True, help="base size in pool chunks")
     ap.add_argument("--layout", choices=LAYOUTS, default="fragmented")
     ap.add_argument("--change", type=float, default=0.05, help="change fraction")

@@ -156,7 +156,7 @@ def test_first_scenario_exercises_every_kind(tmp_path):
         # holes exist: the runs do not tile [0, n + grow)
         assert sum(r[2] for r in delta) < n + grow
         # fill: right_only inside the base's range
-        assert any(k == "right_only" and b < n for k, b, _ in delta)
+        assert any(k == "right_only" and b < n for k, b, dummy in delta)
         # ascending, non-overlapping; two ranges of one kind always have a hole between
         for (k1, b1, n1), (k2, b2, _n2) in zip(delta, delta[1:]):
             assert b1 + n1 <= b2

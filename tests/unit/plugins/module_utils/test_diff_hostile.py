@@ -60,7 +60,7 @@ def records(path):
     pos = 12
     out = []
     while pos < len(data):
-        rtype, _, _, body_len, _, _ = _format._HEAD.unpack_from(data, pos)
+        rtype, dummy, dummy, body_len, dummy, dummy = _format._HEAD.unpack_from(data, pos)
         size = _format._HEAD.size + body_len + 4
         out.append((chr(rtype), pos, size))
         pos += size

@@ -119,7 +119,7 @@ def test_level2_sample_is_seeded_spread_and_bounded(tmp_path):
     b = list(plan.base_checks(2, seed=1))
     c = list(plan.base_checks(2, seed=2))
     assert a == b and a != c
-    chunks = [off // 512 for off, _ in a]
+    chunks = [off // 512 for off, dummy in a]
     assert len(chunks) == 64 + 10000 // 128 + 2 or len(chunks) == 64 + 10000 // 128 + 1
     assert chunks == sorted(set(chunks)) and all(ch in touched for ch in chunks)
     assert chunks[0] == 0 and chunks[-1] == touched[-1]
@@ -146,7 +146,7 @@ def test_shrunk_volume(tmp_path):
     diff = str(tmp_path / 'd.diff')
     written = make_diff(pair, diff, level=3)
     assert written['discard_chunks'] == 0  # base-only chunks past the new end are not sent
-    target, _ = restore(pair, tmp_path, diff)
+    target, dummy = restore(pair, tmp_path, diff)
     assert os.path.getsize(target) == pair.src_size
     assert sha256_file(target) == sha256_file(pair.src)
 
@@ -159,7 +159,7 @@ def test_stale_shared_mapping_past_base_end_is_sent(tmp_path):
     diff = str(tmp_path / 'd.diff')
     written = make_diff(pair, diff)
     assert written['data_chunks'] == 16
-    target, _ = restore(pair, tmp_path, diff)
+    target, dummy = restore(pair, tmp_path, diff)
     assert sha256_file(target) == sha256_file(pair.src)
 
 
@@ -228,11 +228,11 @@ def test_random_round_trips(tmp_path, data):
     pair = VolumePair(sub, cs, base, src, base_chunks=nbase, src_chunks=nsrc)
     diff = str(sub / 'd')
     make_diff(pair, diff, fmt=fmt, level=level)
-    target, _ = restore(pair, sub, diff)
+    target, dummy = restore(pair, sub, diff)
     assert sha256_file(target) == sha256_file(pair.src)
     if fmt == 'lvdiff' or nbase <= nsrc:
         full = str(sub / 'f')
         if fmt == 'lvdiff':
             make_diff(pair, full, full=True)
-            target, _ = restore(pair, sub, full, full=True)
+            target, dummy = restore(pair, sub, full, full=True)
             assert sha256_file(target) == sha256_file(pair.src)

@@ -73,7 +73,7 @@ def test_thin_dump_mappings_match_truth(pool, dev):
     sc, meta = pool
     got = list(_thinmeta.thin_mappings(RUNNER, meta, dev, metadata_snap=False))
     assert got == coalesce(sc.mappings(dev))
-    assert sum(n for _, n in got) == sc.mapped_chunks(dev)
+    assert sum(n for dummy, n in got) == sc.mapped_chunks(dev)
 
 
 def materialize(sc, dev, size_chunks, cs, path):
@@ -246,7 +246,8 @@ class ScriptedDmsetup(Runner):
     def run(self, argv, check=True, data=None):
         self.calls.append(' '.join(argv[2:]))
         if argv[1] == 'status':
-            return 0, '0 409600 thin-pool 3 11/1024 9/3200 %s rw discard_passdown queue_if_no_space - 1024\n' % self.held, ''
+            status = '0 409600 thin-pool 3 11/1024 9/3200 %s rw discard_passdown queue_if_no_space - 1024\n'
+            return 0, status % self.held, ''
         if argv[-1] == 'reserve_metadata_snap':
             if self.reserve_rc:
                 self.held = self.held_after
