@@ -41,5 +41,5 @@ guest: deps
 guest-stop:
 	tests/guest/stop.sh
 
-clean:
+clean: guest-stop
 	rm -rf tests/output .pytest_cache .hypothesis
