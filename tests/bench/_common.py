@@ -107,8 +107,15 @@ def tool_peak_rss(cmd):
         return int(f.read().split()[-1])
 
 
+SETTLE = 0.3  # seconds; run.py --smoke lowers it
+
+
 def drop_writeback():
-    """Write dirty pages out before a timed run, so no run pays for an earlier one's writeback."""
+    """Write dirty pages out before a timed run, so no run pays for an earlier one's
+    writeback; then let the file system settle (freed extents are discarded after the
+    journal commits, which slowed the next writer down by seconds here)."""
+    os.sync()
+    time.sleep(SETTLE)
     os.sync()
 
 

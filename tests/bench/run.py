@@ -39,11 +39,14 @@ class Row:
     def __init__(self, group, case, what, target=None, notes=''):
         self.group, self.case, self.what, self.target, self.notes = group, case, what, target, notes
         self.ours, self.floor, self.ratios = [], [], []
+        self.tight = []        # seconds of the tight floor (data path)
         self.rss = []          # KiB, our process
         self.tool_rss = None   # KiB, the thin tool's own process
         self.floor_label = ''
 
-    def add(self, ours, floor_s):
+    def add(self, ours, floor_s, tight_s=None):
+        if tight_s is not None:
+            self.tight.append(tight_s)
         self.ours.append(ours['seconds'])
         self.floor.append(floor_s)
         self.ratios.append(ours['seconds'] / floor_s)
@@ -52,6 +55,10 @@ class Row:
     @property
     def ratio(self):
         return median(self.ratios)
+
+    @property
+    def tight_ratio(self):
+        return median([o / t for o, t in zip(self.ours, self.tight)])
 
     @property
     def peak_rss(self):
@@ -73,6 +80,11 @@ class Bench:
         self.rss_checks = []  # (label, {case: kib})
         self.t_start = time.monotonic()
         self.work = os.path.join(_common.OUTPUT, 'data-smoke' if self.smoke else 'data')
+        if self.smoke:
+            _common.SETTLE = 0.02
+
+    def wanted(self, case):
+        return not self.args.filter or self.args.filter in case
 
     def log(self, msg):
         print('[%6.1f s] %s' % (time.monotonic() - self.t_start, msg), file=sys.stderr, flush=True)
@@ -92,8 +104,10 @@ class Bench:
     def bench_meta(self):
         delta_rss, dump_rss = {}, {}
         for nr_chunks, layout in self.pool_cases():
-            meta, info = pools.get(nr_chunks, layout, log=self.log)
             case = '%s %s' % (_chunks(nr_chunks), layout)
+            if not self.wanted(case):
+                continue
+            meta, info = pools.get(nr_chunks, layout, log=self.log)
             truth = info['truth']
             args = dict(meta=meta, nr_chunks=nr_chunks, chunk_size=info['chunk_size'],
                         base_id=info['base_id'], snap_id=info['snap_id'])
@@ -137,15 +151,16 @@ class Bench:
                     res = run_child(op, **args)
                     check(res)
                     ours.add(res, fs)
-                    if i < self.go_runs:
+                    if i < self.go_runs and not self.args.no_baseline:
                         fs = run_pipeline([floor_cmd])
                         res = run_child(op + '_go', **args)
                         check(res, per_chunk=True)
                         go.add(res, fs)
                 ours.tool_rss = go.tool_rss = _common.tool_peak_rss(floor_cmd)
                 ours.floor_label = go.floor_label = floor_label
-                go.notes = 'vs ours: %.1fx the time, %.1fx the memory' % (
-                    median(go.ours) / median(ours.ours), go.peak_rss / ours.peak_rss)
+                if go.ours:
+                    go.notes = 'vs ours: %.1fx the time, %.1fx the memory' % (
+                        median(go.ours) / median(ours.ours), go.peak_rss / ours.peak_rss)
                 rss_map[case] = ours.peak_rss
         self.rss_checks = [('thin_delta parse', delta_rss), ('thin_dump parse', dump_rss)]
 
@@ -167,6 +182,10 @@ class Bench:
         try:
             for size, cs, fraction, mean_run, kinds in self.data_cases():
                 sc = datamod.Scenario(self.work, size, cs, fraction, mean_run)
+                if not self.wanted(sc.label):
+                    continue
+                if self.args.no_baseline:
+                    kinds = tuple(k for k in kinds if k != 'go')
                 self.log('data: %s (%.0f MiB changed): building' % (sc.label, sc.changed_bytes / MiB))
                 sc.build()
                 try:
@@ -175,6 +194,16 @@ class Bench:
                     sc.remove()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
+
+    def _tight_floor(self, payload, want_sha1):
+        out = os.path.join(self.work, 'floor.out')
+        _common.remove(out)
+        _common.drop_writeback()
+        res = run_child('floor_copy', payload=payload, out=out)
+        if res['sha1'] != want_sha1:
+            raise AssertionError('tight floor: sha1 of %s is %s, write_diff said %s' % (payload, res['sha1'], want_sha1))
+        _common.remove(out)
+        return res['seconds']
 
     def _floor(self, payload, want_sha1):
         """cat payload | tee out | sha1sum: read, hash and write the same bytes."""
@@ -211,17 +240,19 @@ class Bench:
             for p in (sc.src, sc.base, diff):
                 _common.preread(p)
             self._floor(diff, first['sha1'])
+            self._tight_floor(diff, first['sha1'])
             row = self.row(group, case, label, tgt, '%s, %s records' % (changed, _int(first['extents'])))
             row.floor_label = 'cat diff | tee out | sha1sum'
             out = os.path.join(w, 'out.diff')
             for i in range(self.go_runs if op.endswith('_go') else self.runs):
                 fs = self._floor(diff, first['sha1'])
+                ts = self._tight_floor(diff, first['sha1'])
                 _common.remove(out)
                 _common.drop_writeback()
                 res = run_child(op, out=out, **common)
                 if res['sha1'] != first['sha1']:
                     raise AssertionError('%s: write_diff is not deterministic' % case)
-                row.add(res, fs)
+                row.add(res, fs, ts)
             _common.remove(out)
             row.notes += ', %.0f MiB/s' % (sc.changed_bytes / MiB / median(row.ours))
             return row, first
@@ -240,8 +271,9 @@ class Bench:
             row.floor_label = 'cat diff | tee out | sha1sum'
             for i in range(runs or self.runs):
                 fs = self._floor(diff, sha1)
+                ts = self._tight_floor(diff, sha1)
                 fresh_target()
-                row.add(run_child(op, diff=diff, target=target, verify_first=verify_first), fs)
+                row.add(run_child(op, diff=diff, target=target, verify_first=verify_first), fs, ts)
             _common.remove(target)
             row.notes += ', %.0f MiB/s' % (sc.changed_bytes / MiB / median(row.ours))
             return row
@@ -305,15 +337,21 @@ class Bench:
             rows = [r for r in self.rows if r.group == g and r.ours]
             floors = sorted(set(getattr(r, 'floor_label', '') for r in rows))
             add('Floor: %s.' % '; '.join('`%s`' % f for f in floors))
+            if any(r.tight for r in rows):
+                add('Tight floor: one process reading the diff file in 4 MiB blocks, writing them to a new '
+                    'file, SHA-1 (hashlib, OpenSSL) on a second thread: no framing, no CRC, no extents.')
             add('')
             tools = any(r.tool_rss for r in rows)
-            add('| case | variant | ours s | floor s | ratio | target | RSS MiB |%s notes |'
-                % (' tool RSS MiB |' if tools else ''))
-            add('|---|---|---:|---:|---:|---|---:|%s---|' % ('---:|' if tools else ''))
+            tight = any(r.tight for r in rows)
+            add('| case | variant | ours s | floor s | ratio | target |%s RSS MiB |%s notes |'
+                % (' tight floor s | vs tight |' if tight else '', ' tool RSS MiB |' if tools else ''))
+            add('|---|---|---:|---:|---:|---|%s---:|%s---|' % ('---:|---:|' if tight else '',
+                                                            '---:|' if tools else ''))
             for r in rows:
-                add('| %s | %s | %s | %s | **%.2fx** | %s | %s |%s %s |' % (
+                add('| %s | %s | %s | %s | **%.2fx** | %s |%s %s |%s %s |' % (
                     r.case, r.what, fmt_s(median(r.ours)), fmt_s(median(r.floor)), r.ratio,
                     ('<= %gx: %s' % (r.target, r.met())) if r.target else '-',
+                    (' %s | %.2fx |' % (fmt_s(median(r.tight)), r.tight_ratio)) if tight else '',
                     fmt_mib(r.peak_rss), (' %s |' % fmt_mib(r.tool_rss)) if tools else '', r.notes))
             add('')
         add('### Targets')
@@ -371,6 +409,8 @@ def main():
     ap.add_argument('--runs', type=int, help='timed runs per row (default 5, smoke 1)')
     ap.add_argument('--only', choices=('meta', 'data'), help='run only one half')
     ap.add_argument('--out', help='also write the Markdown table to this file')
+    ap.add_argument('--filter', help='only cases whose label contains this, e.g. "4M chunks frag" or "1 MiB chunks"')
+    ap.add_argument('--no-baseline', action='store_true', help="skip the Go tool's approach (section 6)")
     args = ap.parse_args()
     os.makedirs(_common.OUTPUT, exist_ok=True)
     b = Bench(args)
