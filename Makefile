@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: deps test unit integration demo guest guest-stop bench bench-smoke clean
+.PHONY: deps test unit lint integration demo guest guest-stop bench bench-smoke docs docs-check clean
 
 deps:
 	@tests/setup/deps.sh
@@ -12,10 +12,15 @@ deps:
 COLLECTION_LINK := tests/output/collections/ansible_collections/lvdiff/thin
 
 ## make test: every test (unit tests on real thin-tools output, then real LVM in the guest)
-test: deps unit integration
+test: deps unit lint integration
 
 unit: deps $(COLLECTION_LINK)
 	$(PY) -m pytest -q tests/unit
+
+## Ansible quality gates: ansible-test sanity and units, ansible-lint, antsibull-docs and
+## -changelog lint, ruff, collection build + install + a module run (tests/lint/run.sh)
+lint: deps $(COLLECTION_LINK)
+	tests/lint/run.sh
 
 ## Integration targets on real LVM inside the QEMU guest (boots and stops it)
 integration: deps $(COLLECTION_LINK)

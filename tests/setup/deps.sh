@@ -11,6 +11,7 @@ APT_PACKAGES=(
   openssh-server openssh-client python3-lxml
   python3-paramiko lz4 e2fsprogs procps    # copied into (lz4: packs) the guest's initramfs
   util-linux
+  rsync shellcheck                         # make lint: the collection copy, ansible-test's shellcheck
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -24,10 +25,12 @@ fi
 
 VENV=${VENV:-.venv}
 stamp="$VENV/.requirements.sha1"
-want=$(sha1sum tests/requirements.txt | cut -d' ' -f1)
+# Pinned: the tests' own packages, the tools of make lint, the tools of make docs.
+REQUIREMENTS=(tests/requirements.txt tests/requirements-lint.txt tests/requirements-docs.txt)
+want=$(cat "${REQUIREMENTS[@]}" | sha1sum | cut -d' ' -f1)
 if [[ ! -x $VENV/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "deps: building $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${REQUIREMENTS[@]/#/-r}"
   echo "$want" > "$stamp"
 fi
