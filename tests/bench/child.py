@@ -163,7 +163,8 @@ op_apply_go = op_apply  # the per-chunk diff written by write_go: one pwrite per
 def op_floor_copy(a):
     """The tight floor: read a file sequentially in 4 MiB blocks, write each block to a
     new file and hash it with hashlib's SHA-1 (OpenSSL) on a second thread. No framing,
-    no CRC, no extents: the least work that reads, hashes and writes these bytes."""
+    no CRC, no extents: the least work that reads, hashes and writes these bytes.
+    overwrite: write into the existing file in place (as apply does into its target)."""
     import hashlib
     import queue
     import threading
@@ -184,7 +185,7 @@ def op_floor_copy(a):
     thread = threading.Thread(target=hasher)
     thread.start()
     src = os.open(a['payload'], os.O_RDONLY)
-    out = os.open(a['out'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    out = os.open(a['out'], os.O_WRONLY | (0 if a.get('overwrite') else os.O_CREAT | os.O_TRUNC), 0o600)
     try:
         off = 0
         while True:
