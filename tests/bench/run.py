@@ -79,6 +79,7 @@ class Bench:
         self.rows = []
         self.rss_checks = []  # (label, {case: kib})
         self.t_start = time.monotonic()
+        self.load_start = os.getloadavg()
         self.work = os.path.join(_common.OUTPUT, 'data-smoke' if self.smoke else 'data')
         if self.smoke:
             _common.SETTLE = 0.02
@@ -326,6 +327,9 @@ class Bench:
         add('|---|---|')
         for k, v in _common.machine():
             add('| %s | %s |' % (k, v))
+        add('| load average (1, 5, 15 min) at start / end | %s / %s |' % (
+            ' '.join('%.2f' % x for x in self.load_start), ' '.join('%.2f' % x for x in os.getloadavg())))
+        add('| wall time of the run | %.0f s |' % (time.monotonic() - self.t_start))
         add('')
         add('**ratio** = our time / the floor\'s time, median of the per-run pairs (floor and ours '
             'measured back to back); **s** = median seconds. **RSS** = peak resident memory of our '
