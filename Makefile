@@ -31,6 +31,14 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../../.. $@
 
+## Documentation site: antsibull-docs module pages + guides (Sphinx) into tests/output/docs/html
+docs: deps $(COLLECTION_LINK)
+	docs/site-src/build.sh
+
+## make docs, then screenshots of two pages in headless Chromium, checked not blank (not in make test)
+docs-check: deps $(COLLECTION_LINK)
+	docs/site-src/check.sh
+
 ## Benchmarks: ratios against floors measured in the same run (tests/bench/run.py)
 bench: deps
 	$(PY) tests/bench/run.py --out tests/output/bench/results.md

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# make docs: the HTML site in tests/output/docs/html (build output, not committed).
+#   sources      docs/site-src/ (conf.py, rst/ with the index and the guides, diagrams/)
+#   included     docs/format.md, docs/benchmarks.md (when present)
+#   generated    module pages (antsibull-docs, from the collection's own DOCUMENTATION),
+#                the data-flow picture (Graphviz dot)
+# Everything is assembled in tests/output/docs/src, then built with Sphinx; warnings fail.
+set -euo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+ROOT=$PWD
+VENV=${VENV:-.venv}
+[[ $VENV = /* ]] || VENV=$ROOT/$VENV
+export PATH=$VENV/bin:$PATH
+SITE=docs/site-src
+OUT=tests/output/docs
+STAGE=$OUT/src
+HTML=$OUT/html
+
+if ! command -v dot >/dev/null; then
+  echo "docs: installing graphviz (Debian)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz >/dev/null
+fi
+
+rm -rf "$STAGE" "$HTML"
+mkdir -p "$STAGE"
+chmod 755 "$STAGE"   # antsibull-docs writes only into a directory nobody else can write to
+cp -r "$SITE/rst/." "$STAGE/"
+
+# Module pages and plugin indexes, from the checkout as collection lvdiff.thin
+# (tests/output/collections links to it: make's $(COLLECTION_LINK)).
+ANSIBLE_COLLECTIONS_PATH=$ROOT/tests/output/collections \
+  antsibull-docs --config-file "$SITE/antsibull-docs.cfg" collection \
+  --use-current --fail-on-error --dest-dir "$STAGE" lvdiff.thin
+
+# Guides kept beside the code.
+cp docs/format.md "$STAGE/guides/format.md"
+if [[ -f docs/benchmarks.md ]]; then
+  cp docs/benchmarks.md "$STAGE/guides/benchmarks.md"
+else
+  printf '# Benchmarks\n\nNot measured yet: `make bench` writes `tests/output/bench/results.md`, and\n`docs/benchmarks.md` will appear here.\n' \
+    >"$STAGE/guides/benchmarks.md"
+fi
+
+dot -Tsvg "$SITE/diagrams/dataflow.dot" -o "$STAGE/guides/dataflow.svg"
+
+sphinx-build -b html -W --keep-going -q -c "$SITE" "$STAGE" "$HTML"
+echo "docs: $HTML/index.html"
