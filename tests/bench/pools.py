@@ -19,6 +19,8 @@ import thinpool
 
 POOLS = os.path.join(_common.OUTPUT, "pools")
 BASE_ID, SNAP_ID = 1, 2
+TRUTH_KEYS = ("delta_runs", "delta_data_chunks", "delta_discard_chunks", "dump_records", "dump_runs",
+              "dump_chunks")
 
 
 def key(nr_chunks, layout, change, discard, seed, data_block_size):
@@ -28,7 +30,10 @@ def key(nr_chunks, layout, change, discard, seed, data_block_size):
 def truth(sc):
     """What Plan.add_delta / add_mapped must count from the tools' output."""
     c = sc.counts()
-    delta_runs = sum(1 for _ in sc.iter_delta(BASE_ID, SNAP_ID))
+    delta_runs = sum(1 for dummy in sc.iter_delta(BASE_ID, SNAP_ID))
+    records = 0  # <single_mapping>/<range_mapping> elements thin_dump --dev-id SNAP prints
+    for _run in sc.dump_runs(SNAP_ID):
+        records += 1
     mapped_runs = 0
     end = -1
     for o, _d, n in sc.mappings(SNAP_ID):
@@ -40,6 +45,7 @@ def truth(sc):
         # --snap1 BASE --snap2 SNAP, no growth: DATA = different + right_only, DISCARD = left_only
         "delta_data_chunks": c["different"] + c["right_only"],
         "delta_discard_chunks": c["left_only"],
+        "dump_records": records,
         "dump_runs": mapped_runs,
         "dump_chunks": sc.mapped_chunks(SNAP_ID),
     }
@@ -52,7 +58,10 @@ def get(nr_chunks, layout, change=0.05, discard=0.01, seed=1, data_block_size=12
     info_path = os.path.join(d, "meta.json")
     if os.path.exists(info_path):
         with open(info_path) as f:
-            return os.path.join(d, "meta.bin"), json.load(f)
+            info = json.load(f)
+        if set(TRUTH_KEYS) <= set(info["truth"]):
+            return os.path.join(d, "meta.bin"), info
+        log("  pool %s was cached by an older version: rebuilding" % k)
     tmp = d + ".building.%d" % os.getpid()
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)

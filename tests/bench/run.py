@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmarks of lvdiff.thin's hot paths, each a ratio against a floor measured in the same run.
 
     make bench          # full sizes; writes tests/output/bench/results.md
@@ -20,7 +19,6 @@ import argparse
 import copy
 import datetime
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -51,6 +49,7 @@ class Row:
         self.floor.append(floor_s)
         self.ratios.append(ours['seconds'] / floor_s)
         self.rss.append(ours['rss_kib'])
+        self.last = ours
 
     @property
     def ratio(self):
@@ -139,9 +138,7 @@ class Bench:
                      '2. full-image metadata: thin_dump --dev-id 2 -> Plan.add_mapped', 2.0, dump_rss)):
                 self.log('%s: %s' % (case, kind))
                 floor_label = ('thin_delta' if kind == 'delta' else 'thin_dump --dev-id 2') + ' > /dev/null'
-                ours = self.row(group, case, 'ours', target,
-                                '%s XML runs' % _int(truth['delta_runs'] if kind == 'delta' else info['counts']
-                                                     ['snap_mapped']))
+                ours = self.row(group, case, 'ours', target)
                 go = self.row('6. baseline: the Go tool\'s approach in our code path', case,
                               '%s: buffered, tree, per-chunk' % kind)
                 # warm-up (discarded)
@@ -158,6 +155,9 @@ class Bench:
                         check(res, per_chunk=True)
                         go.add(res, fs)
                 ours.tool_rss = go.tool_rss = _common.tool_peak_rss(floor_cmd)
+                ours.notes = '%s %s -> %s plan extents' % (
+                    _int(truth['delta_runs'] if kind == 'delta' else truth['dump_records']),
+                    'thin_delta ranges' if kind == 'delta' else 'thin_dump mappings', _int(ours.last['extents']))
                 ours.floor_label = go.floor_label = floor_label
                 if go.ours:
                     go.notes = 'vs ours: %.1fx the time, %.1fx the memory' % (
@@ -206,7 +206,8 @@ class Bench:
         _common.drop_writeback()
         res = run_child('floor_copy', payload=payload, out=out, overwrite=overwrite)
         if res['sha1'] != want_sha1:
-            raise AssertionError('tight floor: sha1 of %s is %s, write_diff said %s' % (payload, res['sha1'], want_sha1))
+            raise AssertionError('tight floor: sha1 of %s is %s, write_diff said %s'
+                                 % (payload, res['sha1'], want_sha1))
         if not overwrite:
             _common.remove(out)
         return res['seconds']
@@ -337,10 +338,7 @@ class Bench:
             'included, the thin tool it runs not included); **tool RSS** = the thin tool\'s own peak '
             '(GNU time on one extra floor run).')
         add('')
-        groups = []
-        for r in self.rows:
-            if r.group not in groups:
-                groups.append(r.group)
+        groups = sorted(set(r.group for r in self.rows), key=lambda g: int(g.split('.')[0]))
         for g in groups:
             add('### %s' % g)
             add('')
@@ -357,14 +355,16 @@ class Bench:
             tight = any(r.tight for r in rows)
             add('| case | variant | ours s | floor s | ratio | target |%s RSS MiB |%s notes |'
                 % (' tight floor s | vs tight |' if tight else '', ' tool RSS MiB |' if tools else ''))
-            add('|---|---|---:|---:|---:|---|%s---:|%s---|' % ('---:|---:|' if tight else '',
-                                                            '---:|' if tools else ''))
+            add('|---|---|---:|---:|---:|---|%s---:|%s---|'
+                % ('---:|---:|' if tight else '', '---:|' if tools else ''))
             for r in rows:
                 add('| %s | %s | %s | %s | **%.2fx** | %s |%s %s |%s %s |' % (
                     r.case, r.what, fmt_s(median(r.ours)), fmt_s(median(r.floor)), r.ratio,
                     ('<= %gx: %s' % (r.target, r.met())) if r.target else '-',
-                    (' %s | %.2fx |' % (fmt_s(median(r.tight)), r.tight_ratio)) if tight else '',
-                    fmt_mib(r.peak_rss), (' %s |' % fmt_mib(r.tool_rss)) if tools else '', r.notes))
+                    ((' %s | %.2fx |' % (fmt_s(median(r.tight)), r.tight_ratio)) if r.tight else ' - | - |')
+                    if tight else '',
+                    fmt_mib(r.peak_rss), (' %s |' % (fmt_mib(r.tool_rss) if r.tool_rss else '-')) if tools else '',
+                    r.notes))
             add('')
         add('### Targets')
         add('')
@@ -374,8 +374,8 @@ class Bench:
         for r in self.rows:
             if r.target is not None and r.ours and id(r.ours) not in seen:
                 seen.add(id(r.ours))
-                add('| %s, %s: time <= %gx floor | %.2fx | %s |' % (r.group.split(':')[0], r.case, r.target,
-                                                                   r.ratio, r.met()))
+                add('| %s, %s: time <= %gx floor | %.2fx | %s |'
+                    % (r.group.split(':')[0], r.case, r.target, r.ratio, r.met()))
         for label, rss in self.rss_checks:
             if not rss:
                 continue
@@ -416,7 +416,7 @@ def _int(n):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
     ap.add_argument('--smoke', action='store_true', help='tiny sizes, one run: checks that everything works')
     ap.add_argument('--runs', type=int, help='timed runs per row (default 5, smoke 1)')
     ap.add_argument('--only', choices=('meta', 'data'), help='run only one half')
