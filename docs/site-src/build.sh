@@ -38,8 +38,12 @@ cp docs/format.md "$STAGE/guides/format.md"
 if [[ -f docs/benchmarks.md ]]; then
   cp docs/benchmarks.md "$STAGE/guides/benchmarks.md"
 else
-  printf '# Benchmarks\n\nNot measured yet: `make bench` writes `tests/output/bench/results.md`, and\n`docs/benchmarks.md` will appear here.\n' \
-    >"$STAGE/guides/benchmarks.md"
+  cat >"$STAGE/guides/benchmarks.md" <<'END'
+# Benchmarks
+
+Not written yet: `make bench` measures and writes `tests/output/bench/results.md`;
+the guide `docs/benchmarks.md` will appear here.
+END
 fi
 
 dot -Tsvg "$SITE/diagrams/dataflow.dot" -o "$STAGE/guides/dataflow.svg"

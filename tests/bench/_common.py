@@ -65,7 +65,7 @@ def run_child(op, **args):
     part of it) and reports its own peak RSS and that of its children (the thin tool).
     """
     cmd = [sys.executable, os.path.join(HERE, "child.py"), op, json.dumps(args)]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
     if p.returncode != 0:
         raise RuntimeError("benchmark child %s failed (rc=%d):\n%s" % (op, p.returncode, p.stderr[-4000:]))
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -178,7 +178,7 @@ def machine():
     mem_kib = first("/proc/meminfo", "MemTotal").split()[0]
     try:
         tools = subprocess.run([find_tool("thin_delta"), "--version"], capture_output=True,
-                               text=True).stdout.strip()
+                               text=True, check=False).stdout.strip()
     except (OSError, RuntimeError):
         tools = "?"
     try:
@@ -194,7 +194,7 @@ def machine():
     except OSError:
         pass
     fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", OUTPUT if os.path.exists(OUTPUT) else REPO],
-                        capture_output=True, text=True).stdout.strip() or "?"
+                        capture_output=True, text=True, check=False).stdout.strip() or "?"
     return [
         ("CPUs (nproc)", str(os.cpu_count())),
         ("CPU model", first("/proc/cpuinfo", "model name")),

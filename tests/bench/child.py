@@ -170,7 +170,7 @@ def op_floor_copy(a):
     import threading
     h = hashlib.sha1()
     free, work = queue.Queue(), queue.Queue()
-    for _ in range(4):
+    for dummy in range(4):
         free.put(bytearray(4 << 20))
 
     def hasher():
