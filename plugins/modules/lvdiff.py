@@ -215,8 +215,7 @@ def _pairs(raw):
 def _identity(header):
     """What makes two diffs of the same volumes the same diff."""
     d = header.as_dict()
-    return tuple(repr(d[k]) for k in ('volume', 'base', 'chunk_size', 'checksum_level', 'pool_transaction',
-                                      'pairs', 'format'))
+    return [d[k] for k in ('volume', 'base', 'chunk_size', 'checksum_level', 'pool_transaction', 'pairs', 'format')]
 
 
 def _existing(dest, header):
@@ -314,8 +313,8 @@ def _write(module, dest, header, plan, lv, base, fmt):
         for x in fds:
             os.close(x)
         plan.close()
-    os.chmod(tmp, 0o600)
     module.atomic_move(tmp, dest)
+    os.chmod(dest, 0o600)  # a diff holds the volume's data: private, whatever the umask
     return written
 
 
