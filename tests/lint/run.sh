@@ -91,7 +91,7 @@ gate_build_install() {
     export ANSIBLE_CONFIG=$w/ansible.cfg ANSIBLE_COLLECTIONS_PATH=$i ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
     export ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false
     ansible-galaxy collection list lvdiff.thin || exit 1
-    out=$(ansible localhost -m lvdiff.thin.lvdiff_info -a "src=$diff verify=true" -o) || { echo "$out"; exit 1; }
+    out=$(ansible localhost -m lvdiff.thin.lvdiff_info -a "src=$diff verify=true") || { echo "$out"; exit 1; }
     echo "$out"
     if ! grep -q '"verified": true' <<<"$out" || ! grep -q "\"sha1\": \"$sha1\"" <<<"$out"; then
       echo "lvdiff_info did not verify the sample diff (sha1 $sha1)"; exit 1
