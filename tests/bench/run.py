@@ -1,16 +1,21 @@
+#!/usr/bin/env python3
 """Benchmarks of lvdiff.thin's hot paths, each a ratio against a floor measured in the same run.
 
-    make bench          # full sizes; writes tests/output/bench/results.md
-    make bench-smoke    # every benchmark at tiny sizes (< 1 min); fails only on errors
-    .venv/bin/python tests/bench/run.py [--smoke] [--runs N] [--only meta|data] [--out FILE]
+    make bench          # full sizes (about 15 min); writes tests/output/bench/results.md
+    make bench-smoke    # every benchmark at tiny sizes (under 30 s); fails only on errors
+    .venv/bin/python tests/bench/run.py [--smoke] [--runs N] [--only meta|data]
+                                        [--filter TEXT] [--no-baseline] [--out FILE]
 
 Method: every measured operation runs in a fresh Python child (tests/bench/child.py)
-that times only the operation and reports its own peak RSS (VmHWM) and that of the
-thin tool it ran. Floors are the plain tools/pipelines doing the same I/O. Each row
-runs a warm-up of both (discarded; it also fills the page cache: runs are warm), then
-N interleaved pairs floor/ours with dirty pages written out (sync) before each timed
-run; the ratio is the median of the N per-pair ratios, seconds are medians.
-Timings are reported, never asserted: only errors (and wrong results) fail.
+that times only the operation and reports its own peak RSS (VmHWM). Floors are the
+plain tools/pipelines doing the same work: thin_delta / thin_dump alone to /dev/null,
+cat | tee | sha1sum of the diff's bytes, and for the data path also a tight floor
+(one process, 4 MiB blocks, hashlib SHA-1 on a second thread). A thin tool's own
+peak RSS comes from GNU time on one extra floor run. Each row runs a warm-up of
+floor and ours (discarded; it also fills the page cache: all runs are warm), then N
+interleaved pairs floor/ours, with dirty pages written out (sync) before each timed
+data run; the ratio is the median of the N per-pair ratios, seconds are medians.
+Timings are reported, never asserted: only errors and wrong results fail.
 """
 
 from __future__ import annotations
