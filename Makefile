@@ -47,6 +47,10 @@ bench: deps
 bench-smoke: deps
 	$(PY) tests/bench/run.py --smoke --out tests/output/bench/results-smoke.md
 
+## A real backup -> transfer -> restore round trip in the guest, verified byte for byte
+demo: deps $(COLLECTION_LINK)
+	tests/demo/run.sh
+
 ## The QEMU guest with real LVM thin pools (tests/guest/)
 guest: deps
 	tests/guest/start.sh

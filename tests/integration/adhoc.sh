@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck disable=SC1091
 source tests/output/guest/env.sh
-export ANSIBLE_COLLECTIONS_PATH=$PWD/tests/output/collections ANSIBLE_NOCOLOR=1
+export ANSIBLE_COLLECTIONS_PATH=$PWD/tests/output/collections ANSIBLE_NOCOLOR=1 ANSIBLE_CALLBACK_RESULT_FORMAT=json
 A=".venv/bin/ansible -i $GUEST_INVENTORY"
 
 guest_ssh src 'set -e; lvremove -qq -y vgsrc/adhoc vgsrc/adhoc-s1 2>/dev/null || true
@@ -22,6 +22,6 @@ out=$($A src -m lvdiff.thin.lvdiff_info -a "src=/tmp/it/adhoc.full verify=true")
 grep -q '"verified": true' <<<"$out"
 out=$($A src -m lvdiff.thin.lvdiff -a "vg=vgsrc lv=nope dest=/tmp/it/x" 2>&1 || true)
 grep -q 'src | FAILED! => ' <<<"$out" && grep -q 'volume vgsrc/nope does not exist' <<<"$out"
-grep -vq Traceback <<<"$out"
+! grep -q Traceback <<<"$out"
 guest_ssh src 'lvremove -qq -y vgsrc/adhoc vgsrc/adhoc-s1; rm -f /tmp/it/adhoc.full'
 echo "ad hoc checks passed"
