@@ -11,8 +11,9 @@ deps:
 
 COLLECTION_LINK := tests/output/collections/ansible_collections/lvdiff/thin
 
-## make test: every test (unit tests on real thin-tools output, then real LVM in the guest)
-test: deps unit lint integration
+## make test: every test (unit tests on real thin-tools output, the quality gates, a smoke run
+## of the benchmarks, then real LVM in the guest)
+test: deps unit lint bench-smoke integration
 
 unit: deps $(COLLECTION_LINK)
 	$(PY) -m pytest -q tests/unit

@@ -31,5 +31,7 @@ done
 echo "=== ad hoc: ansible src -m lvdiff.thin.lvdiff_info"
 if tests/integration/adhoc.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== adhoc: FAILED"; fi
 
+tests/guest/stop.sh
+trap - EXIT
 echo "integration: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
