@@ -22,6 +22,6 @@ out=$($A src -m lvdiff.thin.lvdiff_info -a "src=/tmp/it/adhoc.full verify=true")
 grep -q '"verified": true' <<<"$out"
 out=$($A src -m lvdiff.thin.lvdiff -a "vg=vgsrc lv=nope dest=/tmp/it/x" 2>&1 || true)
 grep -q 'src | FAILED! => ' <<<"$out" && grep -q 'volume vgsrc/nope does not exist' <<<"$out"
-if grep -q Traceback <<<"$out"; then echo "a traceback instead of a message" >! grep -q Traceback <<<"$out"2; exit 1; fi
+if grep -q Traceback <<<"$out"; then echo "a traceback instead of a message" >&2; exit 1; fi
 guest_ssh src 'lvremove -qq -y vgsrc/adhoc vgsrc/adhoc-s1; rm -f /tmp/it/adhoc.full'
 echo "ad hoc checks passed"
