@@ -35,6 +35,10 @@ SAME, DIFFERENT, BASE_ONLY, SOURCE_ONLY = 'same', 'different', 'left_only', 'rig
 _DELTA_TAGS = {'same': SAME, 'different': DIFFERENT, 'differ': DIFFERENT,
                'left_only': BASE_ONLY, 'right_only': SOURCE_ONLY}
 _FEED_BLOCK = 1 << 20
+# thin_dump writes one line per write(2); a 1 MiB pipe (Linux's default cap for
+# unprivileged users) instead of 64 KiB lets it run ahead, and we read in bigger blocks.
+_PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
 
 # --- tool versions -----------------------------------------------------------------
 
@@ -258,6 +262,14 @@ def mapped_runs(stream, dev_id):
 # --- running the tools ---------------------------------------------------------------
 
 
+def _widen_pipe(stream):
+    """Best effort: grow the pipe that stream reads from to _PIPE_SIZE."""
+    try:
+        fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
+    except (AttributeError, OSError, ValueError):  # not a pipe, or over the user's pipe quota
+        pass
+
+
 def _flatten(batches):
     for batch in batches:
         yield from batch
@@ -268,6 +280,7 @@ def thin_delta(runner, tmeta, base_id, source_id, metadata_snap=True):
     argv = ['thin_delta'] + (['-m'] if metadata_snap else []) + [
         '--snap1', str(base_id), '--snap2', str(source_id), tmeta]
     with runner.stream(argv) as out:
+        _widen_pipe(out)
         yield from _flatten(delta_runs(out))
 
 
@@ -275,6 +288,7 @@ def thin_mappings(runner, tmeta, dev_id, metadata_snap=True):
     """Yield (begin, length) runs of the chunks mapped in one thin device, streaming thin_dump."""
     argv = ['thin_dump'] + (['-m'] if metadata_snap else []) + ['--dev-id', str(dev_id), tmeta]
     with runner.stream(argv) as out:
+        _widen_pipe(out)
         yield from _flatten(mapped_runs(out, dev_id))
 
 # --- the pool's metadata snapshot ------------------------------------------------------
