@@ -34,7 +34,7 @@ except ImportError as e:  # pragma: no cover - exercised by the sanity import te
 SAME, DIFFERENT, BASE_ONLY, SOURCE_ONLY = 'same', 'different', 'left_only', 'right_only'
 _DELTA_TAGS = {'same': SAME, 'different': DIFFERENT, 'differ': DIFFERENT,
                'left_only': BASE_ONLY, 'right_only': SOURCE_ONLY}
-_FEED_BLOCK = 1 << 20
+_FEED_BLOCK = 256 << 10
 # thin_dump writes one line per write(2); a 1 MiB pipe (Linux's default cap for
 # unprivileged users) instead of 64 KiB lets it run ahead, and we read in bigger blocks.
 _PIPE_SIZE = 1 << 20
