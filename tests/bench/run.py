@@ -345,7 +345,7 @@ class Bench:
         add('')
         groups = sorted(set(r.group for r in self.rows), key=lambda g: int(g.split('.')[0]))
         for g in groups:
-            add('### %s' % g)
+            add('## %s' % g)
             add('')
             rows = [r for r in self.rows if r.group == g and r.ours]
             floors = sorted(set(getattr(r, 'floor_label', '') for r in rows))
@@ -371,7 +371,7 @@ class Bench:
                     fmt_mib(r.peak_rss), (' %s |' % (fmt_mib(r.tool_rss) if r.tool_rss else '-')) if tools else '',
                     r.notes))
             add('')
-        add('### Targets')
+        add('## Targets')
         add('')
         add('| target | measured | result |')
         add('|---|---|---|')
