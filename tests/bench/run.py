@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Benchmarks of lvdiff.thin's hot paths, each a ratio against a floor measured in the same run.
 
     make bench          # full sizes (about 15 min); writes tests/output/bench/results.md
