@@ -160,11 +160,16 @@ def apply_file(path, target_fd, base_check=True, target_chunk_size=None, verify_
     on a target that cannot be thrown away; lvpatch writes into a temporary volume
     instead and skips this second read."""
     if verify_first:
-        with open_diff(path) as reader:
-            check_target(reader.header, target_chunk_size)
-            verify(reader)
+        _verify_file(path, target_chunk_size)
     with open_diff(path) as reader:
         return apply(reader, target_fd, base_check=base_check, target_chunk_size=target_chunk_size)
+
+
+def _verify_file(path, target_chunk_size):
+    # A function of its own, so that this reader's buffers are freed before apply's reader exists.
+    with open_diff(path) as reader:
+        check_target(reader.header, target_chunk_size)
+        verify(reader)
 
 
 def estimate_size(header, plan, fmt='lvdiff'):
