@@ -1,0 +1,235 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: transfer
+short_description: Send a file to another host over SSH, resumably, verified by SHA-1
+version_added: 0.1.0
+description:
+  - Streams file O(src) to path O(dest) on host O(host) over SSH (paramiko), host to host, without passing
+    through the Ansible controller. Made for diff files of M(lvdiff.thin.lvdiff), works for any file.
+  - The target receives into C(<dest>.part). An interrupted transfer keeps what arrived, and the next run asks
+    the target how much it holds and sends only the rest. A C(.part) is resumed only when C(<dest>.part.sha1)
+    names the same source SHA-1 and the C(.part) is not longer than the source; otherwise it starts from zero.
+  - When all bytes are there, the target computes the SHA-1 of the whole C(.part). If it matches, the C(.part)
+    is renamed to O(dest) atomically; if not, it is deleted, nothing is renamed, and the module fails.
+  - Relay mode, for hosts that cannot reach each other, runs the module on the controller
+    (C(delegate_to: localhost)) with O(src_host) set. It reads O(src) on that host through SSH and writes it to
+    the target, streaming through the controller's memory in bounded buffers, resumable the same way.
+  - The target needs a POSIX shell with C(cat), C(wc), C(sha1sum), C(cut), C(mv), C(mkdir), C(dirname)
+    (coreutils or busybox), and C(flock) to refuse concurrent transfers to one O(dest) (optional).
+    A relay source needs C(tail), C(wc) and C(sha1sum).
+author:
+  - lvdiff.thin contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Asks the target what it holds and returns RV(bytes_to_send); sends and writes nothing.
+  diff_mode:
+    support: none
+requirements:
+  - C(paramiko) on the host running the module (the source host, or the controller in relay mode).
+options:
+  src:
+    description:
+      - Path of the file to send, on the host running the module, or on O(src_host) in relay mode.
+    type: str
+    required: true
+  dest:
+    description:
+      - Path of the file on the target. Missing parent directories are created (mode C(0700)).
+      - The file and its C(.part) are created with mode C(0600).
+      - An existing O(dest) with other content is replaced once the new file has arrived and is verified.
+    type: str
+    required: true
+  host:
+    description: Address of the target host, as reachable from the host running the module.
+    type: str
+    required: true
+  port:
+    description: SSH port of the target host.
+    type: int
+    default: 22
+  user:
+    description: SSH user on the target host. It must be able to write O(dest) and its directory.
+    type: str
+    default: root
+  key_file:
+    description:
+      - Private key to log in to the target host with.
+      - Default is the user's C(~/.ssh/id_*) keys and the SSH agent, as C(ssh) would use.
+    type: path
+  host_key_checking:
+    description:
+      - Require the target's (and O(src_host)'s) host key to be in C(~/.ssh/known_hosts) or
+        C(/etc/ssh/ssh_known_hosts) of the user running the module.
+      - V(false) accepts any host key, for test hosts only.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for an SSH connection and its authentication.
+    type: int
+    default: 30
+  sha1:
+    description:
+      - SHA-1 of O(src), when already known (for example RV(lvdiff.thin.lvdiff#module:sha1)), so that the
+        source is not read twice. The target always verifies the received file against it.
+      - Default is to compute it by reading O(src).
+    type: str
+  src_host:
+    description:
+      - Relay mode. O(src) is on this host, reached through SSH from the host running the module.
+    type: str
+  src_port:
+    description: SSH port of O(src_host).
+    type: int
+    default: 22
+  src_user:
+    description: SSH user on O(src_host). It must be able to read O(src).
+    type: str
+    default: root
+  src_key_file:
+    description: Private key to log in to O(src_host) with; default as for O(key_file).
+    type: path
+notes:
+  - Idempotence. When O(dest) already holds a file of the same size and SHA-1, nothing is sent
+    (RV(ignore:changed=false)).
+  - Bytes in flight are protected by SSH; the final SHA-1 check also catches a C(.part) changed on the target
+    between runs, and a source that changed between an interrupted run and its resume.
+  - A SIGTERM stops the transfer, keeping what arrived for the next run.
+seealso:
+  - module: lvdiff.thin.lvdiff
+  - module: lvdiff.thin.lvpatch
+'''
+
+EXAMPLES = r'''
+- name: Write a diff on the source host
+  lvdiff.thin.lvdiff:
+    vg: vg0
+    lv: data-snap-2
+    base: data-snap-1
+    dest: /var/backups/data-snap-2.lvdiff
+  register: diff
+
+- name: Send it from the source host straight to the backup host
+  lvdiff.thin.transfer:
+    src: "{{ diff.dest }}"
+    sha1: "{{ diff.sha1 }}"
+    dest: /var/backups/incoming/web1/data-snap-2.lvdiff
+    host: backup.example.com
+    key_file: /root/.ssh/id_ed25519
+  register: sent
+
+- name: The same through the controller, for hosts that cannot reach each other
+  lvdiff.thin.transfer:
+    src: /var/backups/data-snap-2.lvdiff
+    src_host: web1.example.com
+    dest: /var/backups/incoming/web1/data-snap-2.lvdiff
+    host: backup.example.com
+  delegate_to: localhost
+  become: false
+'''
+
+RETURN = r'''
+dest_file:
+  description: Path of the file on the target (O(dest)).
+  returned: always
+  type: str
+  sample: /var/backups/incoming/web1/data-snap-2.lvdiff
+size:
+  description: Size of the file in bytes.
+  returned: always
+  type: int
+  sample: 209716342
+sha1:
+  description: SHA-1 of the file, verified on the target.
+  returned: always
+  type: str
+  sample: 3f786850e387550fdab836ed7e6dc881de23001b
+bytes_sent:
+  description: Bytes sent in this run (0 when O(dest) was already there, and in check mode).
+  returned: always
+  type: int
+  sample: 104858171
+resumed_from:
+  description: Bytes the target already held in C(<dest>.part) when this run started (0 for a fresh start).
+  returned: always
+  type: int
+  sample: 104858171
+bytes_to_send:
+  description: Bytes a real run would send.
+  returned: in check mode, when the file is not there yet
+  type: int
+  sample: 104858171
+seconds:
+  description: Wall time of the module's work, connections included.
+  returned: always
+  type: float
+  sample: 3.5
+relay:
+  description: Whether the file went through the host running the module (O(src_host) set).
+  returned: always
+  type: bool
+  sample: false
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.lvdiff.thin.plugins.module_utils import _transfer
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import run_module
+
+
+def run(module):
+    p = module.params
+    endpoints = []
+    try:
+        target = _transfer.SSHEndpoint(p['host'], p['port'], p['user'], p['key_file'], p['host_key_checking'],
+                                       p['timeout'])
+        endpoints.append(target)
+        if p['src_host']:
+            src_end = _transfer.SSHEndpoint(p['src_host'], p['src_port'], p['src_user'], p['src_key_file'],
+                                            p['host_key_checking'], p['timeout'])
+            endpoints.append(src_end)
+            source = _transfer.RemoteSource(src_end, p['src'])
+        else:
+            source = _transfer.LocalSource(p['src'])
+        result = _transfer.transfer(source, target, p['dest'], sha1=p['sha1'], check=module.check_mode)
+    finally:
+        for e in endpoints:
+            e.close()
+    result['relay'] = bool(p['src_host'])
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type='str', required=True),
+            dest=dict(type='str', required=True),
+            host=dict(type='str', required=True),
+            port=dict(type='int', default=22),
+            user=dict(type='str', default='root'),
+            key_file=dict(type='path'),
+            host_key_checking=dict(type='bool', default=True),
+            timeout=dict(type='int', default=30),
+            sha1=dict(type='str'),
+            src_host=dict(type='str'),
+            src_port=dict(type='int', default=22),
+            src_user=dict(type='str', default='root'),
+            src_key_file=dict(type='path'),
+        ),
+        supports_check_mode=True,
+    )
+    if not _transfer.HAS_PARAMIKO:
+        module.fail_json(msg=missing_required_lib('paramiko'), exception=str(_transfer.PARAMIKO_IMPORT_ERROR))
+    run_module(module, run)
+
+
+if __name__ == '__main__':
+    main()
