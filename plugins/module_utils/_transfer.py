@@ -302,7 +302,7 @@ def _speed_up_paramiko():
         return
 
     def asbytes(s):
-        if type(s) is bytes:
+        if isinstance(s, bytes):
             return s
         if not isinstance(s, (str, bytearray, memoryview)) and hasattr(s, 'asbytes'):
             return s.asbytes()

@@ -18,7 +18,7 @@ description:
   - When all bytes are there, the target computes the SHA-1 of the whole C(.part). If it matches, the C(.part)
     is renamed to O(dest) atomically; if not, it is deleted, nothing is renamed, and the module fails.
   - Relay mode, for hosts that cannot reach each other, runs the module on the controller
-    (C(delegate_to: localhost)) with O(src_host) set. It reads O(src) on that host through SSH and writes it to
+    (C(delegate_to) set to C(localhost)) with O(src_host) set. It reads O(src) on that host through SSH and writes it to
     the target, streaming through the controller's memory in bounded buffers, resumable the same way.
   - The target needs a POSIX shell with C(cat), C(wc), C(sha1sum), C(cut), C(mv), C(mkdir), C(dirname)
     (coreutils or busybox), and C(flock) to refuse concurrent transfers to one O(dest) (optional).

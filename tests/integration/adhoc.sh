@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck disable=SC1091
-source tests/output/guest/env.sh
+source "${GUEST_OUT:-tests/output/guest}/env.sh"
 export ANSIBLE_COLLECTIONS_PATH=$PWD/tests/output/collections ANSIBLE_NOCOLOR=1 ANSIBLE_CALLBACK_RESULT_FORMAT=json
 A=".venv/bin/ansible -i $GUEST_INVENTORY"
 

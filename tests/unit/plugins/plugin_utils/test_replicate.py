@@ -80,8 +80,8 @@ def test_other_volumes_snapshots_and_replicas_are_ignored():
 
 
 def test_same_volume_name_on_two_hosts_stays_apart():
-    dst = [replica(T1, host='web1'), lv('web2-vg0-data-' + T1, 'R2', [TAG_ORIGIN + 'S-other', TAG_REPLICA,
-                                                                         TAG_OF + OTHER])]
+    other = lv('web2-vg0-data-' + T1, 'R2', [TAG_ORIGIN + 'S-other', TAG_REPLICA, TAG_OF + OTHER])
+    dst = [replica(T1, host='web1'), other]
     p = run([snap(T1)], dst)
     assert [r['name'] for r in p['replicas']] == ['web1-vg0-data-' + T1]
 
