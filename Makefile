@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: deps test unit lint integration demo guest guest-stop bench bench-smoke docs docs-check clean
+.PHONY: deps test unit lint integration demo guest guest-stop bench bench-smoke bench-transfer docs docs-check clean
 
 deps:
 	@tests/setup/deps.sh
@@ -47,6 +47,11 @@ bench: deps
 ## Every benchmark at tiny sizes: fails only if something errors
 bench-smoke: deps
 	$(PY) tests/bench/run.py --smoke --out tests/output/bench/results-smoke.md
+
+## Host-to-host transfer throughput against OpenSSH, in the guest (tests/bench/transfer.sh)
+bench-transfer: deps $(COLLECTION_LINK)
+	tests/guest/start.sh
+	tests/bench/transfer.sh; rc=$$?; tests/guest/stop.sh; exit $$rc
 
 ## A real backup -> transfer -> restore round trip in the guest, verified byte for byte
 demo: deps $(COLLECTION_LINK)
