@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# make docs-check: build the site, open the start page and a module page in headless Chromium
-# (Debian's chromium, installed here if missing), take screenshots into tests/output/docs/, and
-# fail if one is missing or blank (docs/site-src/png_check.py).
+# make docs-check: build the site, open the start page, a module page, the fleet guide and the
+# replicate role's page in headless Chromium (Debian's chromium, installed here if missing), take
+# screenshots into tests/output/docs/, and fail if one is missing or blank
+# (docs/site-src/png_check.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -32,4 +33,7 @@ shot() {  # shot PAGE PNG
 
 shot "$HTML/index.html" "$OUT/screenshot-index.png"
 shot "$HTML/collections/lvdiff/thin/lvdiff_module.html" "$OUT/screenshot-lvdiff-module.png"
-"$VENV/bin/python" docs/site-src/png_check.py "$OUT/screenshot-index.png" "$OUT/screenshot-lvdiff-module.png"
+shot "$HTML/guides/fleet-backup.html" "$OUT/screenshot-fleet-backup.png"
+shot "$HTML/collections/lvdiff/thin/replicate_role.html" "$OUT/screenshot-replicate-role.png"
+"$VENV/bin/python" docs/site-src/png_check.py "$OUT/screenshot-index.png" "$OUT/screenshot-lvdiff-module.png" \
+  "$OUT/screenshot-fleet-backup.png" "$OUT/screenshot-replicate-role.png"
