@@ -79,8 +79,11 @@ options:
     default: false
 notes:
   - Idempotence. O(dest) is left alone (RV(ignore:changed=false)) when it is a valid diff of the same O(lv) and
-    O(base) (LVM UUIDs, thin ids, pool transaction), with the same options, and both volumes are read-only.
+    O(base) (LVM UUIDs, thin ids), with the same options, and both volumes are read-only.
     Data in a writable volume can change without any metadata change, so its diff is always rewritten.
+  - The pool's transaction id is recorded in the header but is not part of that identity: LVM advances it
+    whenever any thin volume of the pool is created or removed, which says nothing about these two read-only
+    volumes. So a diff file of an interrupted replication stays valid, and its transfer resumes.
 seealso:
   - module: lvdiff.thin.lvpatch
   - module: lvdiff.thin.lvdiff_info
@@ -213,9 +216,10 @@ def _pairs(raw):
 
 
 def _identity(header):
-    """What makes two diffs of the same volumes the same diff."""
+    """What makes two diffs of the same read-only volumes the same diff (not the pool transaction, which
+    moves with every thin volume created or removed anywhere in the pool)."""
     d = header.as_dict()
-    return [d[k] for k in ('volume', 'base', 'chunk_size', 'checksum_level', 'pool_transaction', 'pairs', 'format')]
+    return [d[k] for k in ('volume', 'base', 'chunk_size', 'checksum_level', 'pairs', 'format')]
 
 
 def _existing(dest, header):
