@@ -48,10 +48,11 @@ bench: deps
 bench-smoke: deps
 	$(PY) tests/bench/run.py --smoke --out tests/output/bench/results-smoke.md
 
-## Host-to-host transfer throughput against OpenSSH, in the guest (tests/bench/transfer.sh)
+## Host-to-host transfer throughput against OpenSSH, natively and in the guest (tests/bench/transfer.sh)
 bench-transfer: deps $(COLLECTION_LINK)
+	tests/bench/transfer.sh native
 	tests/guest/start.sh
-	tests/bench/transfer.sh; rc=$$?; tests/guest/stop.sh; exit $$rc
+	tests/bench/transfer.sh guest; rc=$$?; tests/guest/stop.sh; exit $$rc
 
 ## A real backup -> transfer -> restore round trip in the guest, verified byte for byte
 demo: deps $(COLLECTION_LINK)
