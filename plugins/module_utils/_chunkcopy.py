@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import mmap
 import os
 import queue
 import stat
@@ -30,19 +31,28 @@ _FALLOC_FL_PUNCH_HOLE = 0x02
 _ZEROS = bytes(1 << 20)
 
 
+def lazy_buffer(size):
+    """A zero-filled writable buffer of size bytes that uses memory only for the pages
+    written into it: anonymous memory, which the kernel provides page by page on first
+    write (bytearray(size) would touch all of it at once)."""
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+
+
 class BufferedHasher:
     """Feeds a hashlib object on a worker thread (hashlib releases the GIL on big
     buffers), so hashing a stream overlaps with reading and writing it.
 
     Buffers come from a small pool: take one with ``buffer()``, fill it, hand it to
-    ``submit()``; it returns to the pool once hashed. Memory: nbuf * bufsize.
+    ``submit()``; it returns to the pool once hashed. A buffer is made only when the
+    pool is empty, and costs only what has been read into it: memory is at most
+    nbuf * bufsize, and as small as the largest records of the stream allow.
     """
 
     def __init__(self, hashobj, bufsize, nbuf=4):
         self.hashobj = hashobj
+        self._bufsize = bufsize
+        self._unmade = nbuf
         self._free = queue.Queue()
-        for dummy in range(nbuf):
-            self._free.put(bytearray(bufsize))
         self._work = queue.Queue()
         self._thread = threading.Thread(target=self._run, name='lvdiff-hash', daemon=True)
         self._thread.start()
@@ -60,7 +70,13 @@ class BufferedHasher:
             self._work.task_done()
 
     def buffer(self):
-        return self._free.get()
+        try:  # a free buffer first: each new one is more memory touched
+            return self._free.get_nowait()
+        except queue.Empty:
+            if not self._unmade:
+                return self._free.get()
+        self._unmade -= 1
+        return lazy_buffer(self._bufsize)
 
     def submit(self, data, buf=None):
         """Hash data (in order); if buf is given, it returns to the pool afterwards."""

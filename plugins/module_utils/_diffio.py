@@ -10,7 +10,7 @@ import io
 import os
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
-    device_size, discard, is_block_device, pwrite_all, read_exact)
+    device_size, discard, is_block_device, lazy_buffer, pwrite_all, read_exact)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, FormatError, LvdiffError)
 from ansible_collections.lvdiff.thin.plugins.module_utils._format import (
@@ -114,7 +114,7 @@ def apply(reader, target_fd, base_check=True, target_chunk_size=None):
         raise LvdiffError('the target device is %d bytes, smaller than the %d-byte volume in the diff; '
                           'extend it first' % (device_size(target_fd), size))
     zeros_to_discard = header.format == 'hyperlayer'  # its base-only chunks come as zeros
-    buf = bytearray(MAX_EXTENT) if base_check else None
+    buf = lazy_buffer(MAX_EXTENT) if base_check else None
     for kind, offset, length, payload in reader.events():
         if kind == 'data':
             if zeros_to_discard and payload == _ZEROS[:length]:
@@ -132,7 +132,7 @@ def apply(reader, target_fd, base_check=True, target_chunk_size=None):
 
 def verify_base(reader, base_fd):
     """Run only the diff's base checks against base_fd (they come first), writing nothing."""
-    buf = bytearray(MAX_EXTENT)
+    buf = lazy_buffer(MAX_EXTENT)
     for kind, offset, length, digest in reader.events():
         if kind != 'check':
             return

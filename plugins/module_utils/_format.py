@@ -121,7 +121,60 @@ def digest_of(algorithm, data):
 # --- writing -------------------------------------------------------------------------
 
 
-class LvdiffWriter:
+class StreamWriter:
+    """What both diff writers share: every byte goes to out_fd and into a SHA-1 of the
+    whole stream, computed on a second core. End every writer with finish() or abort():
+    both stop the hashing thread."""
+
+    def __init__(self, out_fd, header):
+        self.fd = out_fd
+        self.header = header
+        self.size = 0
+        self.hasher = BufferedHasher(hashlib.sha1(), MAX_EXTENT)
+
+    def _emit(self, *parts):
+        write_all(self.fd, parts)
+        for p in parts:
+            self.hasher.submit(bytes(p))  # a copy: callers may reuse their buffers at once
+            self.size += len(p)
+
+    def _read_pooled(self, fd, offset, length):
+        """(buffer from the hash pool, view of its first length bytes read from fd at offset)."""
+        buf = self.hasher.buffer()
+        view = memoryview(buf)[:length]
+        try:
+            read_exact(fd, view, offset)
+        except BaseException:
+            self.hasher.release(buf)
+            raise
+        return buf, view
+
+    def _emit_pooled(self, buf, view, head=b'', tail=b''):
+        """_emit(head, view, tail) in one writev, hashing view without a copy; buf, the
+        pool buffer behind view, goes back to the pool once hashed."""
+        try:
+            write_all(self.fd, (head, view, tail))
+        except BaseException:
+            self.hasher.release(buf)
+            raise
+        if head:
+            self.hasher.submit(head)
+        self.hasher.submit(view, buf)
+        if tail:
+            self.hasher.submit(tail)
+        self.size += len(head) + len(view) + len(tail)
+
+    def finish(self):
+        """(sha1 hex of the whole stream, its size)."""
+        sha1 = self.hasher.result().hexdigest()
+        self.hasher.close()
+        return sha1, self.size
+
+    def abort(self):
+        self.hasher.close()
+
+
+class LvdiffWriter(StreamWriter):
     """Writes one diff to a file descriptor (file, pipe or socket), in order.
 
     Call check_from() for every base check, then data_from()/discard() ascending,
@@ -131,20 +184,11 @@ class LvdiffWriter:
     check_max_len = data_max_len = MAX_EXTENT
 
     def __init__(self, out_fd, header):
-        self.fd = out_fd
-        self.header = header
-        self.size = 0
+        super().__init__(out_fd, header)
         self.counts = {'check': 0, 'data': 0, 'discard': 0}
         self.data_bytes = self.discard_bytes = 0
-        self.hasher = BufferedHasher(hashlib.sha1(), MAX_EXTENT)
         self._emit(_PREAMBLE.pack(MAGIC, FORMAT_VERSION))
         self._record(HEADER, 0, 0, header._json())
-
-    def _emit(self, *parts):
-        write_all(self.fd, parts)
-        for p in parts:
-            self.hasher.submit(bytes(p))
-            self.size += len(p)
 
     def _record(self, rtype, offset, length, body=b''):
         head = _HEAD.pack(rtype, 0, 0, len(body), offset, length)
@@ -152,30 +196,18 @@ class LvdiffWriter:
         self._emit(head, body, crc)
 
     def check_from(self, base_fd, offset, length):
-        buf = self.hasher.buffer()
+        buf, view = self._read_pooled(base_fd, offset, length)
         try:
-            view = memoryview(buf)[:length]
-            read_exact(base_fd, view, offset)
             self._record(CHECK, offset, length, digest_of(self.header.check_digest, view))
         finally:
             self.hasher.release(buf)
         self.counts['check'] += 1
 
     def data_from(self, src_fd, offset, length):
-        buf = self.hasher.buffer()
-        view = memoryview(buf)[:length]
-        try:
-            read_exact(src_fd, view, offset)
-        except BaseException:
-            self.hasher.release(buf)
-            raise
+        buf, view = self._read_pooled(src_fd, offset, length)
         head = _HEAD.pack(DATA, 0, 0, length, offset, length)
         crc = _CRC.pack(zlib.crc32(view, zlib.crc32(head)))
-        write_all(self.fd, (head, view, crc))
-        self.hasher.submit(head)
-        self.hasher.submit(view, buf)
-        self.hasher.submit(crc)
-        self.size += len(head) + length + len(crc)
+        self._emit_pooled(buf, view, head, crc)
         self.counts['data'] += 1
         self.data_bytes += length
 
@@ -189,12 +221,7 @@ class LvdiffWriter:
         trailer = {'records': self.counts, 'data_bytes': self.data_bytes,
                    'discard_bytes': self.discard_bytes, 'sha1': before}
         self._record(TRAILER, 0, 0, json.dumps(trailer, sort_keys=True, separators=(',', ':')).encode())
-        sha1 = self.hasher.result().hexdigest()
-        self.hasher.close()
-        return sha1, self.size
-
-    def abort(self):
-        self.hasher.close()
+        return super().finish()
 
 
 # --- reading -------------------------------------------------------------------------

@@ -18,10 +18,9 @@ import json
 import re
 import zlib
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
-    BufferedHasher, read_exact, write_all)
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import BufferedHasher
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
+from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader, StreamWriter
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT
 
 MAGIC = b'HYPERLAYER/1.0\n'
@@ -53,7 +52,7 @@ def _check_pairs(pairs):
                               'standard keys; use format lvdiff for any key' % key)
 
 
-class HyperlayerWriter:
+class HyperlayerWriter(StreamWriter):
     """Same interface as LvdiffWriter. ``delta_blocks``: the number of W records
     (data chunks plus discarded chunks), which the header announces up front."""
 
@@ -62,15 +61,12 @@ class HyperlayerWriter:
             raise LvdiffError('a HyperLayer file cannot hold a full image: the Go lvpatch always '
                               'patches onto a base volume; use format lvdiff')
         _check_pairs(header.pairs)
-        self.fd = out_fd
-        self.header = header
+        super().__init__(out_fd, header)
         self.chunk = header.chunk_size
         self.check_max_len = self.chunk
         self.data_max_len = self.chunk
-        self.size = 0
         self.checks = 0
         self.writes = 0
-        self.hasher = BufferedHasher(hashlib.sha1(), MAX_EXTENT)
         lines = ['HYPERLAYER/1.0',
                  'Name: %s' % header.volume['name'],
                  'Volume size: %d' % header.volume['size'],
@@ -82,17 +78,9 @@ class HyperlayerWriter:
         lines += ['%s: %s' % (k, json.dumps(v, ensure_ascii=False)) for k, v in sorted(header.pairs.items())]
         self._emit(('\n'.join(lines) + '\n\n').encode('utf-8'))
 
-    def _emit(self, *parts):
-        write_all(self.fd, parts)
-        for p in parts:
-            self.hasher.submit(bytes(p))
-            self.size += len(p)
-
     def check_from(self, base_fd, offset, length):
-        buf = self.hasher.buffer()
+        buf, view = self._read_pooled(base_fd, offset, length)
         try:
-            view = memoryview(buf)[:length]
-            read_exact(base_fd, view, offset)
             crc = zlib.crc32(view)
         finally:
             self.hasher.release(buf)
@@ -110,16 +98,8 @@ class HyperlayerWriter:
         done = 0
         while done < length:
             n = min(MAX_EXTENT, length - done)
-            buf = self.hasher.buffer()
-            view = memoryview(buf)[:n]
-            try:
-                read_exact(src_fd, view, offset + done)
-                write_all(self.fd, (view,))
-            except BaseException:
-                self.hasher.release(buf)
-                raise
-            self.hasher.submit(view, buf)
-            self.size += n
+            buf, view = self._read_pooled(src_fd, offset + done, n)
+            self._emit_pooled(buf, view)
             done += n
         self._emit(b'\n')
         self.writes += 1
@@ -138,14 +118,6 @@ class HyperlayerWriter:
             self._emit(b'\n')
             self.writes += 1
             offset += n
-
-    def finish(self):
-        sha1 = self.hasher.result().hexdigest()
-        self.hasher.close()
-        return sha1, self.size
-
-    def abort(self):
-        self.hasher.close()
 
 
 class HyperlayerReader:
