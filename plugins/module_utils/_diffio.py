@@ -10,11 +10,11 @@ import io
 import os
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
-    device_size, discard, is_block_device, lazy_buffer, pwrite_all, read_exact)
+    device_size, discard, is_block_device, lazy_buffer, pwrite_all)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, FormatError, LvdiffError)
 from ansible_collections.lvdiff.thin.plugins.module_utils._format import (
-    MAGIC, LvdiffReader, LvdiffWriter, digest_of)
+    MAGIC, LvdiffReader, LvdiffWriter, digest_of_range)
 from ansible_collections.lvdiff.thin.plugins.module_utils._hyperlayer import (
     MAGIC as HL_MAGIC, HyperlayerReader, HyperlayerWriter)
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DATA, MAX_EXTENT
@@ -140,13 +140,12 @@ def verify_base(reader, base_fd):
 
 
 def check_base_range(fd, header, offset, length, expected, buf):
-    view = memoryview(buf)[:length] if length <= len(buf) else memoryview(bytearray(length))
     try:
-        read_exact(fd, view, offset)
+        digest = digest_of_range(header.check_digest, fd, offset, length, buf)
     except LvdiffError:
         raise BaseMismatchError('base check failed: the target base ends before byte %d, which the diff '
                                 'checks; it is not the base this diff was made against' % (offset + length))
-    if digest_of(header.check_digest, view) != expected:
+    if digest != expected:
         raise BaseMismatchError(
             'base check failed at byte %d (length %d): the target does not hold the data the diff was '
             'made against (base %s, %s). Nothing was written. Patch onto the right base, or skip the '

@@ -112,10 +112,21 @@ def _require(d, key, typ, prefix=''):
         raise FormatError('diff header: %s%s missing or not a %s' % (prefix, key, typ.__name__))
 
 
-def digest_of(algorithm, data):
-    if algorithm == 'crc32':
-        return zlib.crc32(data).to_bytes(4, 'big')
-    return hashlib.sha256(data).digest()
+def digest_of_range(algorithm, fd, offset, length, buf):
+    """Digest (crc32 or sha256) of bytes [offset, offset+length) of fd, read through buf in pieces:
+    a HyperLayer check covers a whole chunk, which can be far larger than any buffer."""
+    crc, sha = 0, hashlib.sha256()
+    view = memoryview(buf)
+    done = 0
+    while done < length:
+        piece = view[:min(len(view), length - done)]
+        read_exact(fd, piece, offset + done)
+        if algorithm == 'crc32':
+            crc = zlib.crc32(piece, crc)
+        else:
+            sha.update(piece)
+        done += len(piece)
+    return crc.to_bytes(4, 'big') if algorithm == 'crc32' else sha.digest()
 
 
 # --- writing -------------------------------------------------------------------------
@@ -148,6 +159,14 @@ class StreamWriter:
             self.hasher.release(buf)
             raise
         return buf, view
+
+    def _digest_pooled(self, fd, offset, length, algorithm):
+        """The digest of a range of fd, read through a pool buffer."""
+        buf = self.hasher.buffer()
+        try:
+            return digest_of_range(algorithm, fd, offset, length, buf)
+        finally:
+            self.hasher.release(buf)
 
     def _emit_pooled(self, buf, view, head=b'', tail=b''):
         """_emit(head, view, tail) in one writev, hashing view without a copy; buf, the
@@ -196,11 +215,7 @@ class LvdiffWriter(StreamWriter):
         self._emit(head, body, crc)
 
     def check_from(self, base_fd, offset, length):
-        buf, view = self._read_pooled(base_fd, offset, length)
-        try:
-            self._record(CHECK, offset, length, digest_of(self.header.check_digest, view))
-        finally:
-            self.hasher.release(buf)
+        self._record(CHECK, offset, length, self._digest_pooled(base_fd, offset, length, self.header.check_digest))
         self.counts['check'] += 1
 
     def data_from(self, src_fd, offset, length):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import zlib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import BufferedHasher
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
@@ -79,11 +78,7 @@ class HyperlayerWriter(StreamWriter):
         self._emit(('\n'.join(lines) + '\n\n').encode('utf-8'))
 
     def check_from(self, base_fd, offset, length):
-        buf, view = self._read_pooled(base_fd, offset, length)
-        try:
-            crc = zlib.crc32(view)
-        finally:
-            self.hasher.release(buf)
+        crc = int.from_bytes(self._digest_pooled(base_fd, offset, length, 'crc32'), 'big')
         self._emit(b'D %X %X CRC32 %x\n' % (offset // _SECTOR, length // _SECTOR, crc))
         self.checks += 1
 

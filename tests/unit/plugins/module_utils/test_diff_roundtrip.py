@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMismatchError
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
 from volumes import VolumePair, allocated_bytes, sha256_file
@@ -236,3 +237,29 @@ def test_random_round_trips(tmp_path, data):
             make_diff(pair, full, full=True)
             target, dummy = restore(pair, sub, full, full=True)
             assert sha256_file(target) == sha256_file(pair.src)
+
+
+@pytest.mark.parametrize('fmt', ['lvdiff', 'hyperlayer'])
+def test_base_checks_of_chunks_larger_than_any_buffer(tmp_path, fmt):
+    """8 MiB chunks: a HyperLayer check covers a whole chunk, twice the 4 MiB buffers. The check must
+    cover all of it: the round trip works, and a base differing only past the first 4 MiB is refused."""
+    big = 8 << 20
+    base = {0: ('b', 0), 1: ('b', 1), 2: ('b', 2)}
+    src = dict(base)
+    src[1] = ('s', 1)
+    pair = VolumePair(tmp_path, big, base, src, base_chunks=3, src_chunks=3)
+    diff = str(tmp_path / 'd.diff')
+    make_diff(pair, diff, fmt=fmt, level=3)
+    target, dummy = restore(pair, tmp_path, diff)
+    assert sha256_file(target) == sha256_file(pair.src)
+
+    wrong = str(tmp_path / 'wrong.img')
+    subprocess.run(['cp', '--sparse=always', pair.base, wrong], check=True)
+    with open(wrong, 'r+b') as f:
+        f.seek(big + (6 << 20))     # chunk 1, past its first 4 MiB
+        f.write(b'not the base')
+    before = sha256_file(wrong)
+    first_bad = big if fmt == 'hyperlayer' else big + (4 << 20)   # lvdiff checks 4 MiB at a time
+    with pytest.raises(BaseMismatchError, match='base check failed at byte %d ' % first_bad):
+        apply_to(diff, wrong)
+    assert sha256_file(wrong) == before
