@@ -81,7 +81,7 @@ notes:
   - Idempotence. O(dest) is left alone (RV(ignore:changed=false)) when it is a valid diff of the same O(lv) and
     O(base) (LVM UUIDs, thin ids), with the same options, and both volumes are read-only.
     Data in a writable volume can change without any metadata change, so its diff is always rewritten.
-  - The pool's transaction id is recorded in the header but is not part of that identity: LVM advances it
+  - The pool's transaction id is recorded in the header but is not part of that identity. LVM advances it
     whenever any thin volume of the pool is created or removed, which says nothing about these two read-only
     volumes. So a diff file of an interrupted replication stays valid, and its transfer resumes.
 seealso:

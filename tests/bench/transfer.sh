@@ -46,7 +46,7 @@ of every transfer share its CPUs, and every cipher and hash runs emulated."
     on_dst() { bash -c "$*"; }
     guest_ssh() { $SSH "${@:2}"; }   # src and dst are this machine
     DST_FROM_SRC=$SSH
-    module_on_src=("$ANSIBLE" -i localhost, -c local localhost -e "ansible_python_interpreter=$PWD/.venv/bin/python")
+    module_on_src=("$ANSIBLE" -i "localhost," -c local localhost -e "ansible_python_interpreter=$PWD/.venv/bin/python")
     to_dst="host=127.0.0.1 port=$PORT key_file=$D/id host_key_checking=false"
     relay_ends="src_port=$PORT src_key_file=$D/id port=$PORT key_file=$D/id"
     env_note="On this machine, without emulation: a private sshd on 127.0.0.1 is the target (and the relay's
