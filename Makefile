@@ -11,9 +11,9 @@ deps:
 
 COLLECTION_LINK := tests/output/collections/ansible_collections/lvdiff/thin
 
-## make test: every test (unit tests on real thin-tools output, the quality gates, a smoke run
-## of the benchmarks, then real LVM in the guest)
-test: deps unit lint bench-smoke integration
+## make test: every test (unit tests on real thin-tools output, the quality gates, the docs site
+## built and screenshot-checked, a smoke run of the benchmarks, then real LVM in the guest)
+test: deps unit lint docs-check bench-smoke integration
 
 unit: deps $(COLLECTION_LINK)
 	$(PY) -m pytest -q tests/unit
