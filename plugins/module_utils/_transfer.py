@@ -10,8 +10,9 @@ The protocol (one ``exec`` of RECEIVER on the target, with dest, size, SHA-1, mo
      It keeps a .part only if ``<dest>.part.sha1`` names the same source SHA-1 (the
      .part belongs to this file) and the .part is not longer than the source.
   2. The sender streams bytes [N, size) of the source on the session's stdin, then
-     closes it. The receiver appends them to the .part with ``cat``.
-  3. The receiver checks the length, computes the SHA-1 of the whole .part, and
+     closes it. The receiver appends them to the .part with ``tee -a``, and hashes the
+     kept .part (read back) and the new bytes on the way, in a parallel ``sha1sum``.
+  3. The receiver checks the length, compares that SHA-1 of the whole .part, and
      either renames it to dest (``ok``), keeps it for a later resume (``short``: the
      stream ended early), or deletes it (``mismatch``, ``long``).
 
@@ -23,6 +24,7 @@ Memory stays bounded: one buffer of BUFFER bytes plus paramiko's channel windows
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import re
 import shlex
@@ -51,7 +53,7 @@ umask 077
 d=$1 total=$2 want=$3 mode=$4
 p=$d.part
 say() { echo "LVDIFF-RECV $*"; }
-for t in cat wc sha1sum cut mv rm mkdir dirname; do
+for t in cat tee wc sha1sum cut mv rm mkdir dirname; do
   command -v "$t" >/dev/null 2>&1 || { say "error command $t not found on the target"; exit 2; }
 done
 sum_of() { sha1sum <"$1" | cut -c1-40; }
@@ -77,11 +79,12 @@ say offset "$have"
 if [ "$have" -eq 0 ]; then
   { : >"$p" && echo "$want" >"$p.sha1"; } || { say "error cannot write $p"; exit 2; }
 fi
-cat >>"$p"
+# Hash while receiving, in a process of its own: the .part kept from earlier runs read back from
+# disk, then the new bytes as tee appends them (a second pass after the transfer cost 40% more time).
+sum=$({ cat -- "$p" && tee -a -- "$p"; } | sha1sum | cut -c1-40)
 got=$(wc -c <"$p")
 if [ "$got" -lt "$total" ]; then say short "$got"; exit 3; fi
 if [ "$got" -gt "$total" ]; then rm -f -- "$p" "$p.sha1"; say long "$got"; exit 4; fi
-sum=$(sum_of "$p")
 if [ "$sum" != "$want" ]; then rm -f -- "$p" "$p.sha1"; say mismatch "$sum"; exit 4; fi
 sync -- "$p" 2>/dev/null || :
 mv -f -- "$p" "$d" || { say "error cannot rename $p to $d"; exit 2; }
@@ -194,7 +197,7 @@ class SSHEndpoint:
         try:
             client.connect(host, port=port, username=user, key_filename=key_file, timeout=timeout,
                            banner_timeout=timeout, auth_timeout=timeout, look_for_keys=key_file is None,
-                           allow_agent=key_file is None)
+                           allow_agent=key_file is None, **_aead_first())
         except paramiko.BadHostKeyException as e:
             raise LvdiffError('host key of %s does not match known_hosts: %s' % (self.label, e))
         except paramiko.SSHException as e:
@@ -284,6 +287,21 @@ class ChannelSession:
 
     def abort(self):
         self.chan.close()
+
+
+def _aead_first():
+    """connect() arguments that put AES-GCM first among the ciphers, where this paramiko has both
+    (3.2 and later): it authenticates as it encrypts, without paramiko's separate HMAC-SHA-256
+    pass over every packet; 11% faster sends, measured (docs/benchmarks.md). The other ciphers
+    stay offered, for servers without it."""
+    preferred = paramiko.Transport._preferred_ciphers
+    gcm = tuple(c for c in preferred if '-gcm@' in c)
+    if not gcm or 'transport_factory' not in inspect.signature(paramiko.SSHClient.connect).parameters:
+        return {}
+
+    class AeadFirstTransport(paramiko.Transport):
+        _preferred_ciphers = gcm + tuple(c for c in preferred if c not in gcm)
+    return {'transport_factory': AeadFirstTransport}
 
 
 _SPEEDUP_DONE = []
