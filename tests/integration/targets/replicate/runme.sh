@@ -54,6 +54,7 @@ run resumed.yml -e rep_expect=zero
 run write.yml -e rep_write=small
 run relay.yml
 run two_hosts.yml
+run multi.yml
 run rerun.yml -e rep_hosts=src:dst
 unchanged src dst
 run cleanup.yml
