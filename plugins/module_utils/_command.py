@@ -15,6 +15,17 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import Command
 C_LOCALE = {'LC_ALL': 'C', 'LANGUAGE': 'C'}
 
 
+def wait_for_children():
+    """Wait until every child process has exited. A signal can interrupt us while a command runs;
+    the command still finishes its work (an interrupted lvcreate still creates its volume), so
+    cleanup waits for it instead of racing it."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
 class Runner:
     """Runs commands for module_utils code.
 

@@ -19,6 +19,7 @@ import struct
 import tempfile
 import time
 
+from ansible_collections.lvdiff.thin.plugins.module_utils._command import wait_for_children
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     CommandError, LvdiffError, MetadataSnapshotHeldError, terminate_gracefully)
 
@@ -348,6 +349,7 @@ class MetadataSnapshot:
     def __enter__(self):
         self._signals = terminate_gracefully()
         self._signals.__enter__()
+        reserving = False
         try:
             self._acquire_lock()
             held = self.held_root()
@@ -356,8 +358,10 @@ class MetadataSnapshot:
                     'pool %s/%s already has a metadata snapshot (root %s) held by another tool; '
                     'it was left alone. Wait for that tool, or if you are sure nothing uses it, '
                     'run: dmsetup message %s 0 release_metadata_snap' % (self.vg, self.pool, held, self.tpool))
+            reserving = True
             rc, out, err = self.runner.run(['dmsetup', 'message', self.tpool, '0', 'reserve_metadata_snap'],
                                            check=False)
+            reserving = False
             if rc != 0:
                 if self.held_root() is not None:
                     raise MetadataSnapshotHeldError('pool %s/%s: another tool reserved the metadata snapshot '
@@ -365,6 +369,9 @@ class MetadataSnapshot:
                 raise CommandError('reserving the metadata snapshot of %s failed: %s' % (self.tpool, err.strip()))
             self._reserved = True
         except BaseException:
+            if reserving:  # interrupted by a signal while dmsetup ran, which may still reserve: ours then
+                wait_for_children()
+                self._reserved = self.held_root() is not None
             self._cleanup()
             raise
         return self

@@ -141,7 +141,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio
-from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
+from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner, wait_for_children
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, LvdiffError, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
@@ -214,13 +214,12 @@ def run(module):
     tmp = name + TMP_SUFFIX
     if tmp in lvs:  # left by a run killed with SIGKILL: never anyone else's, by its suffix
         lvm.remove(p['vg'], tmp)
-    created = False
+    may_exist = True  # from here on, even if a signal interrupts the lvcreate that makes it
     try:
         if base is not None:
             lvm.snapshot(p['vg'], base.name, tmp)
         else:
             lvm.create_thin(p['vg'], pool.name, tmp, header.volume['size'])
-        created = True
         made = lvm.lvs(p['vg'])[tmp]
         if not made.active:
             lvm.activate(made)
@@ -232,10 +231,12 @@ def run(module):
         lvm.tag(p['vg'], tmp, add=[TAG_ORIGIN + header.volume['uuid'], TAG_DIFF + summary['sha1']],
                 remove=[t for t in made.tags if t.startswith((TAG_ORIGIN, TAG_DIFF))])
         lvm.rename(p['vg'], tmp, name)
-        created = False
+        may_exist = False
     finally:
-        if created:
-            lvm.remove(p['vg'], tmp)
+        if may_exist:
+            wait_for_children()
+            if tmp in lvm.lvs(p['vg']):
+                lvm.remove(p['vg'], tmp)
     result.update(sha1=summary['sha1'], **_counts(summary, header))
     return result
 

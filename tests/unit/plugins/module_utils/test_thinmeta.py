@@ -309,6 +309,27 @@ def test_released_on_sigterm(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+class SignalDuringReserve(ScriptedDmsetup):
+    """SIGTERM arrives while `dmsetup message ... reserve_metadata_snap` runs; dmsetup still
+    reserves (it is a process of its own), as the real one would."""
+
+    def run(self, argv, check=True, data=None):
+        if argv[-1] == 'reserve_metadata_snap':
+            self.calls.append(' '.join(argv[2:]))
+            self.held = '27'
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError('SIGTERM did not interrupt the command')
+        return super().run(argv, check, data)
+
+
+def test_released_when_sigterm_interrupts_the_reserve(tmp_path):
+    r = SignalDuringReserve()
+    with pytest.raises(LvdiffError, match='terminated by signal 15'):
+        with snap(r, tmp_path):
+            raise AssertionError('the block must not run')
+    assert r.held == '-' and r.calls[-1].endswith('release_metadata_snap')
+
+
 def test_lock_serialises_users(tmp_path):
     r = ScriptedDmsetup()
     with snap(r, tmp_path):
