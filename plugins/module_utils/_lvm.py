@@ -16,6 +16,8 @@ _FIELDS = ('lv_name,vg_name,pool_lv,thin_id,lv_uuid,lv_size,chunk_size,lv_attr,l
 # Tags we put on volumes: where a replica came from, and which diff made it.
 TAG_ORIGIN = 'lvdiff_origin:'
 TAG_DIFF = 'lvdiff_sha1:'
+# Suffix of lvpatch's temporary volume: never anyone else's, so a leftover one can be removed.
+TMP_SUFFIX = '-lvpatch-tmp'
 _NAME = re.compile(r'^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$')
 
 

@@ -145,9 +145,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, LvdiffError, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
-    TAG_DIFF, TAG_ORIGIN, Lvm, check_name)
-
-TMP_SUFFIX = '-lvpatch-tmp'
+    TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, Lvm, check_name)
 
 
 def _chunks(nbytes, chunk_size):

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import re
 
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import TAG_ORIGIN, TMP_SUFFIX
+
 TAG_SNAP = 'lvdiff_rep_snap'
 TAG_REPLICA = 'lvdiff_rep_replica'
 TAG_OF = 'lvdiff_rep_of:'
-TAG_ORIGIN = 'lvdiff_origin:'  # set by lvpatch (module_utils._lvm.TAG_ORIGIN)
 SNAP_INFIX = '-rep-'
-TMP_SUFFIX = '-lvpatch-tmp'  # lvpatch's work volume (modules/lvpatch.py)
 TIME_FORMAT = '%Y%m%dT%H%M%SZ'
 _TIME = re.compile(r'-(\d{8}T\d{6}Z)$')
 _NAME = re.compile(r'^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$')
