@@ -12,7 +12,6 @@ import shlex
 import shutil
 import socket
 import stat
-import subprocess
 import tempfile
 import threading
 import time
