@@ -551,6 +551,10 @@ def transfer(source, target, dest, sha1=None, check=False, clock=time.monotonic)
         rc, out, err = session.finish()
         raise LvdiffError('the receiver on %s did not start (rc=%d): %s' % (target.label, rc,
                                                                             (line + out + err).strip()))
+    if reply[0] in ('error', 'busy'):  # refused before anything was sent
+        session.close_stdin()
+        session.finish()
+        raise outcome(reply[0], reply[1], dest, size, 0, 0)
     offset = resume_offset(reply[0], reply[1], size)
     if offset is None:
         session.close_stdin()

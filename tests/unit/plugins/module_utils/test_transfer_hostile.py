@@ -28,9 +28,24 @@ ATTACKER = 4242   # another local user of the target
 NOBODY = 65534
 DATA = os.urandom(200000) + b'end'
 SHA1 = hashlib.sha1(DATA).hexdigest()
-AS_NOBODY = ('setpriv', '--reuid=%d' % NOBODY, '--regid=%d' % NOBODY, '--clear-groups')
+AS_NOBODY = ('/usr/bin/setpriv', '--reuid=%d' % NOBODY, '--regid=%d' % NOBODY, '--clear-groups')
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='plants files of other users (chown)')
+
+
+def busybox_env(tmp_path):
+    """An environment whose PATH has busybox applets only (util-linux flock: Debian's busybox has none)."""
+    busybox = shutil.which('busybox')
+    if busybox is None:
+        pytest.skip('busybox is not installed')
+    d = tmp_path / 'busybox'
+    d.mkdir()
+    d.chmod(0o755)
+    for applet in ('sh', 'cat', 'tee', 'wc', 'sha1sum', 'cut', 'mv', 'rm', 'mkdir', 'dirname', 'ls', 'id', 'sync',
+                   'sleep', 'touch', 'tail'):
+        (d / applet).symlink_to(busybox)
+    (d / 'flock').symlink_to(shutil.which('flock'))
+    return dict(os.environ, PATH=str(d))
 
 
 def fake_bin(tmp_path, name, body):
@@ -272,21 +287,49 @@ def test_directory_others_can_change_is_refused(shared, source, prefix, uid, whe
     assert open(target, 'rb').read() == b'precious' and not os.path.lexists(dest)
 
 
+@needs_root
+@pytest.mark.parametrize('prefix, uid', USERS)
+def test_receiver_under_busybox(shared, source, tmp_path, prefix, uid):
+    """The same promises where the target has only busybox (its sh, ls, mv, test)."""
+    env = busybox_env(tmp_path)
+    make, base = shared
+    d = make(0o1777)
+    dest = os.path.join(d, 'f.lvdiff')
+    with pytest.raises(LvdiffError):
+        _transfer.transfer(source, ShellEndpoint(cut_after=1000, prefix=prefix, env=env), dest, sha1=SHA1)
+    r = _transfer.transfer(source, ShellEndpoint(prefix=prefix, env=env), dest, sha1=SHA1)
+    assert r['resumed_from'] == 1000 and open(dest, 'rb').read() == DATA and os.stat(dest).st_uid == uid
+    assert not _transfer.transfer(source, ShellEndpoint(prefix=prefix, env=env), dest, sha1=SHA1)['changed']
+    target = victim(base, uid)
+    os.symlink(target, dest + '2.part')
+    attacker_made(dest + '2.part')
+    with pytest.raises(LvdiffError) as e:
+        _transfer.transfer(source, ShellEndpoint(prefix=prefix, env=env), dest + '2', sha1=SHA1)
+    assert 'refusing %s2.part' % dest in e.value.msg
+    open_dir = make(0o777, uid)
+    with pytest.raises(LvdiffError) as e:
+        _transfer.transfer(source, ShellEndpoint(prefix=prefix, env=env), open_dir + '/f', sha1=SHA1)
+    assert 'refusing directory %s' % open_dir in e.value.msg
+    assert open(target, 'rb').read() == b'precious' and os.listdir(open_dir) == []
+
+
 # --- finding 8: the receiver's lock ------------------------------------------------------------------------
 
 
-def test_a_run_that_locked_the_removed_lock_file_does_not_go_on(tmp_path):
+@pytest.mark.parametrize('shell', ['sh', 'busybox'])
+def test_a_run_that_locked_the_removed_lock_file_does_not_go_on(tmp_path, shell):
     """Run A receives corrupted bytes and removes its .part and its lock file (.part.sha1). Run B had
     opened that file before and locks it only now; run C starts and locks a new one. The old receiver
     let B and C both write the same .part: a dest of twice the size with a wrong SHA-1."""
+    env = busybox_env(tmp_path) if shell == 'busybox' else dict(os.environ)
     dest = str(tmp_path / 'd' / 'f.lvdiff')
     cmd = _transfer.receiver_command(dest, len(DATA), SHA1)
     waiting, go = tmp_path / 'waiting', tmp_path / 'go'
     slow = fake_bin(tmp_path, 'flock', 'touch %s\nwhile [ ! -e %s ]; do sleep 0.02; done\nexec %s "$@"\n' % (
         waiting, go, shutil.which('flock')))
-    a = ShellSession(cmd)
+    a = ShellSession(cmd, env=env)
     assert _transfer.parse_reply(a.readline()) == ('offset', '0')
-    b = ShellSession(cmd, env=dict(os.environ, PATH=slow + ':' + os.environ['PATH']))
+    b = ShellSession(cmd, env=dict(env, PATH=slow + ':' + env['PATH']))
     for _ in range(500):  # B holds the lock file open and waits to lock it
         if waiting.exists():
             break
@@ -297,7 +340,7 @@ def test_a_run_that_locked_the_removed_lock_file_does_not_go_on(tmp_path):
     go.touch()
     b_word = _transfer.parse_reply(b.readline())[0]
     time.sleep(0.3)
-    c = ShellSession(cmd)
+    c = ShellSession(cmd, env=env)
     c_word = _transfer.parse_reply(c.readline())[0]
     for session, word in ((b, b_word), (c, c_word)):
         if word == 'offset':
