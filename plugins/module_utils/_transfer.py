@@ -59,13 +59,16 @@ d=$1 total=$2 want=$3 mode=$4
 say() { echo "LVDIFF-RECV $*"; }
 fail() { say "error $*"; exit 2; }
 busy() { say "busy another transfer to $d is running"; exit 5; }
-for t in cat tee wc sha1sum cut mv rm mkdir dirname ls id; do
+for t in cat tee wc sha1sum cut mv rm mkdir ls id; do
   command -v "$t" >/dev/null 2>&1 || fail "command $t not found on the target"
 done
 case $total in ''|*[!0-9]*) fail "bad size $total";; esac
 case $want in *[!0-9a-f]*) fail "bad SHA-1 $want";; esac
 case $d in /*) ;; *) d=$PWD/$d;; esac
-p=$d.part s=$d.part.sha1 dir=$(dirname -- "$d") me=$(id -u)
+case $d in */) fail "dest $d names a directory";; esac
+# ${d%/*}, not $(dirname): a command substitution drops trailing newlines of a name
+p=$d.part s=$d.part.sha1 dir=${d%/*} me=$(id -u)
+dir=${dir:-/}
 # Every existing component of path $1 is owned by us or root, and a directory that group or
 # others may write has the sticky bit (so they cannot rename or delete what we own in it).
 trusted() {
@@ -104,7 +107,8 @@ if [ ! -d "$dir" ]; then
   if [ "$mode" = check ]; then say offset 0; exit 0; fi
   mkdir -p -- "$dir" || fail "cannot create directory $dir"
 fi
-real=$(cd -P -- "$dir" && pwd -P) || fail "cannot enter directory $dir"
+real=$(cd -P -- "$dir" && pwd -P && echo x) || fail "cannot enter directory $dir"
+real=${real%?x}
 trusted "$dir" && trusted "$real" || fail "refusing directory $dir ($real): it or a directory above it $untrusted"
 ours "$d" any || refuse "$d"
 ours "$p" || refuse "$p"

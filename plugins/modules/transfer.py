@@ -20,8 +20,8 @@ description:
   - Relay mode, for hosts that cannot reach each other, runs the module on the controller
     (C(delegate_to) set to C(localhost)) with O(src_host) set. It reads O(src) on that host through SSH and writes it to
     the target, streaming through the controller's memory in bounded buffers, resumable the same way.
-  - The target needs a POSIX shell with C(cat), C(tee), C(wc), C(sha1sum), C(cut), C(mv), C(mkdir), C(dirname),
-    C(ls), C(id) (coreutils or busybox), and C(flock) to refuse concurrent transfers to one O(dest) (optional).
+  - The target needs a POSIX shell with C(cat), C(tee), C(wc), C(sha1sum), C(cut), C(mv), C(mkdir), C(ls), C(id)
+    (coreutils or busybox), and C(flock) to refuse concurrent transfers to one O(dest) (optional).
     A relay source needs C(tail), C(wc) and C(sha1sum).
 author:
   - lvdiff.thin contributors (!UNKNOWN)

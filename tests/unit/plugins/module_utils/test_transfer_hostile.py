@@ -259,7 +259,8 @@ def test_part_hard_linked_to_another_file_is_refused(shared, source, prefix, uid
 
 @needs_root
 @pytest.mark.parametrize('prefix, uid', USERS)
-@pytest.mark.parametrize('where', ['dir 0777', 'dir 0775', 'dir of attacker', 'parent 0777', 'symlink of attacker'])
+@pytest.mark.parametrize('where', ['dir 0777', 'dir 0775', 'dir of attacker', 'parent 0777', 'symlink of attacker',
+                                   'name ending in a newline'])
 def test_directory_others_can_change_is_refused(shared, source, prefix, uid, where):
     """Without the sticky bit, another user can rename our files and put a symlink in their place
     at any moment: the old receiver wrote through one planted before it started."""
@@ -269,6 +270,11 @@ def test_directory_others_can_change_is_refused(shared, source, prefix, uid, whe
         real = make(0o700, uid)
         d = os.path.join(make(0o1777), 'link')
         os.symlink(real, d)
+        attacker_made(d)
+    elif where == 'name ending in a newline':  # that $(dirname) would lose
+        d = os.path.join(make(0o1777), 'evil\n')
+        os.mkdir(d, 0o777)
+        os.chmod(d, 0o777)
         attacker_made(d)
     elif where == 'parent 0777':
         d = os.path.join(make(0o777), 'ours')
@@ -283,7 +289,7 @@ def test_directory_others_can_change_is_refused(shared, source, prefix, uid, whe
     for check in (True, False):
         with pytest.raises(LvdiffError) as e:
             send(source, dest, prefix, check=check)
-        assert 'refusing directory %s' % d in e.value.msg
+        assert 'refusing directory %s' % d.rstrip('\n') in e.value.msg
     assert open(target, 'rb').read() == b'precious' and not os.path.lexists(dest)
 
 
