@@ -162,7 +162,7 @@ MAX_OUTPUT = 64 << 10
 
 def check_size(size, what='size'):
     """size as an int in 0..MAX_SIZE; LvdiffError for anything else (a bool, a str, a negative)."""
-    if type(size) is not int or not 0 <= size <= MAX_SIZE:
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
         raise LvdiffError('%s must be an integer from 0 to %d, got %r' % (what, MAX_SIZE, size))
     return size
 
@@ -364,8 +364,8 @@ class ChannelSession:
         while b'\n' not in self._buf[:MAX_LINE]:
             if len(self._buf) >= MAX_LINE:
                 self.chan.close()
-                raise LvdiffError('%s sent a line longer than %d bytes: %r' % (self.label, MAX_LINE,
-                                                                                self._buf[:200]))
+                raise LvdiffError('%s sent a line longer than %d bytes: %r'
+                                  % (self.label, MAX_LINE, self._buf[:200]))
             data = self._recv(65536)
             if not data:
                 break

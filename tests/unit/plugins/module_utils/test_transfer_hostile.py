@@ -1,22 +1,18 @@
-"""The transfer against hostile peers and hostile local users (issue 9, findings 1, 2, 8, 10).
+"""The transfer against hostile peers and hostile local users (issue 9, findings 1, 2, 8).
 
 The receiver is the real script run by sh on this machine, as root and as the unprivileged user
 nobody, in shared directories where another user (uid ATTACKER) planted symlinks, hard links and
-files of their own. The SSH side runs against a paramiko server in a thread on 127.0.0.1 that
-misbehaves on purpose: refuses the login, never answers, answers without end."""
+files of their own. The SSH side: test_transfer_ssh.py."""
 from __future__ import annotations
 
 import hashlib
 import os
 import shlex
 import shutil
-import socket
 import stat
 import tempfile
-import threading
 import time
 
-import paramiko
 import pytest
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _transfer
@@ -336,9 +332,8 @@ def test_a_run_that_locked_the_removed_lock_file_does_not_go_on(tmp_path, shell)
     a = ShellSession(cmd, env=env)
     assert _transfer.parse_reply(a.readline()) == ('offset', '0')
     b = ShellSession(cmd, env=dict(env, PATH=slow + ':' + env['PATH']))
-    for _ in range(500):  # B holds the lock file open and waits to lock it
-        if waiting.exists():
-            break
+    deadline = time.monotonic() + 10
+    while not waiting.exists() and time.monotonic() < deadline:  # B holds the lock file open, waits to lock it
         time.sleep(0.02)
     a.write(b'X' + DATA[1:])
     rc, out, err = a.finish()
@@ -356,147 +351,3 @@ def test_a_run_that_locked_the_removed_lock_file_does_not_go_on(tmp_path, shell)
         got = f.read()
     assert (len(got), hashlib.sha1(got).hexdigest()) == (len(DATA), SHA1)
     assert b_word == 'busy' and c_word == 'offset'
-
-
-# --- finding 10: SSH connections that fail, stall or flood ------------------------------------------------
-
-
-class _Server(paramiko.ServerInterface):
-    def __init__(self, behaviour):
-        self.behaviour = behaviour
-        self.global_requests = []
-
-    def get_allowed_auths(self, username):
-        return 'publickey'
-
-    def check_auth_publickey(self, username, key):
-        return paramiko.AUTH_FAILED if self.behaviour == 'deny' else paramiko.AUTH_SUCCESSFUL
-
-    def check_channel_request(self, kind, chanid):
-        return paramiko.OPEN_SUCCEEDED
-
-    def check_channel_exec_request(self, channel, command):
-        threading.Thread(target=self.answer, args=(channel,), daemon=True).start()
-        return True
-
-    def check_global_request(self, kind, msg):
-        self.global_requests.append(kind)
-        return False
-
-    def answer(self, channel):
-        if self.behaviour == 'endless line':
-            channel.sendall(b'x' * 100000)
-        elif self.behaviour == 'flood':
-            channel.sendall(b'LVDIFF-RECV offset 0\n' + b'y\n' * 100000)
-            channel.send_exit_status(0)
-            channel.shutdown_write()
-        # 'silent': accepts the command and never answers
-
-
-@pytest.fixture
-def ssh_server(tmp_path):
-    """start(behaviour) -> (port, key_file, server): one connection at a time, until the test ends."""
-    listener = socket.socket()
-    listener.bind(('127.0.0.1', 0))
-    listener.listen(5)
-    host_key = paramiko.ECDSAKey.generate()
-    client_key = paramiko.ECDSAKey.generate()
-    key_file = str(tmp_path / 'id_ecdsa')
-    client_key.write_private_key_file(key_file)
-    transports = []
-    server = _Server('silent')
-
-    def serve():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            t = paramiko.Transport(conn)
-            t.add_server_key(host_key)
-            transports.append(t)
-            try:
-                t.start_server(server=server)
-            except (paramiko.SSHException, EOFError):
-                pass
-    threading.Thread(target=serve, daemon=True).start()
-
-    def start(behaviour):
-        server.behaviour = behaviour
-        return listener.getsockname()[1], key_file, server
-    yield start
-    listener.close()
-    for t in transports:
-        t.close()
-
-
-def client_transports():
-    deadline = time.monotonic() + 5
-    while True:
-        alive = [t for t in threading.enumerate()
-                 if isinstance(t, paramiko.Transport) and not t.server_mode and t.is_alive()]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.05)
-
-
-def in_thread(fn, seconds=20):
-    """fn()'s exception, waiting at most `seconds` (the old code waited forever)."""
-    caught = []
-
-    def run():
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            caught.append(e)
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), 'still waiting after %d s' % seconds
-    return caught[0] if caught else None
-
-
-def test_failed_login_closes_the_client(ssh_server):
-    port, key_file, _ = ssh_server('deny')
-    with pytest.raises(LvdiffError) as e:
-        _transfer.SSHEndpoint('127.0.0.1', port, 'root', key_file, host_key_checking=False, timeout=5)
-    assert 'cannot connect to root@127.0.0.1:%d' % port in e.value.msg
-    assert client_transports() == []
-
-
-def test_closed_port_fails_cleanly():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    with pytest.raises(LvdiffError) as e:
-        _transfer.SSHEndpoint('127.0.0.1', port, host_key_checking=False, timeout=5)
-    assert 'cannot connect' in e.value.msg and client_transports() == []
-
-
-def test_silent_target_times_out_and_keepalives_are_sent(ssh_server, source, tmp_path):
-    port, key_file, server = ssh_server('silent')
-    end = _transfer.SSHEndpoint('127.0.0.1', port, 'root', key_file, host_key_checking=False, timeout=5,
-                                io_timeout=1, keepalive=0.2)
-    try:
-        start = time.monotonic()
-        e = in_thread(lambda: _transfer.transfer(source, end, str(tmp_path / 'dest'), sha1=SHA1))
-        assert isinstance(e, LvdiffError) and 'sent nothing for 1' in e.msg and 'io_timeout' in e.msg
-        assert time.monotonic() - start < 10
-        assert 'keepalive@lag.net' in server.global_requests
-    finally:
-        end.close()
-    assert client_transports() == []
-
-
-@pytest.mark.parametrize('behaviour, message', [('endless line', 'sent a line longer than 4096 bytes'),
-                                                ('flood', 'sent more than 65536 bytes of output')])
-def test_replies_are_bounded(ssh_server, behaviour, message, source, tmp_path):
-    port, key_file, _ = ssh_server(behaviour)
-    end = _transfer.SSHEndpoint('127.0.0.1', port, 'root', key_file, host_key_checking=False, timeout=5,
-                                io_timeout=3)
-    try:
-        e = in_thread(lambda: _transfer.transfer(source, end, str(tmp_path / 'dest'), sha1=SHA1, check=True))
-        assert isinstance(e, LvdiffError) and message in e.msg, e
-    finally:
-        end.close()
