@@ -28,6 +28,7 @@ import inspect
 import os
 import re
 import shlex
+import socket
 import time
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
@@ -47,61 +48,139 @@ _SHA1 = re.compile(r'^[0-9a-f]{40}$')
 
 # $1 dest, $2 size in bytes, $3 expected SHA-1, $4 'send' or 'check'. Exit codes: 0 done/ok/offset
 # (check), 2 error, 3 short (.part kept), 4 mismatch or long (.part deleted), 5 busy.
-RECEIVER = r'''
-set -u
+# Other users of the target may write the destination directory (a shared spool, /var/tmp): the
+# receiver writes only into files of its own user, in directories nobody else can rename things in,
+# and creates every file exclusively (noclobber), so that a symlink, a hard link or another user's
+# file planted under one of its names is refused, never written through or adopted.
+RECEIVER = r"""
+set -uf
 umask 077
 d=$1 total=$2 want=$3 mode=$4
-p=$d.part
 say() { echo "LVDIFF-RECV $*"; }
-for t in cat tee wc sha1sum cut mv rm mkdir dirname; do
-  command -v "$t" >/dev/null 2>&1 || { say "error command $t not found on the target"; exit 2; }
+fail() { say "error $*"; exit 2; }
+busy() { say "busy another transfer to $d is running"; exit 5; }
+for t in cat tee wc sha1sum cut mv rm mkdir ls id; do
+  command -v "$t" >/dev/null 2>&1 || fail "command $t not found on the target"
 done
+case $total in ''|*[!0-9]*) fail "bad size $total";; esac
+case $want in *[!0-9a-f]*) fail "bad SHA-1 $want";; esac
+case $d in /*) ;; *) d=$PWD/$d;; esac
+case $d in */) fail "dest $d names a directory";; esac
+# ${d%/*}, not $(dirname): a command substitution drops trailing newlines of a name
+p=$d.part s=$d.part.sha1 dir=${d%/*} me=$(id -u)
+dir=${dir:-/}
+# Every existing component of path $1 is owned by us or root, and a directory that group or
+# others may write has the sticky bit (so they cannot rename or delete what we own in it).
+trusted() {
+  q=$1
+  while :; do
+    if [ -e "${q:-/}" ] || [ -h "${q:-/}" ]; then
+      set -- $(ls -ldn -- "${q:-/}")
+      [ "$3" = "$me" ] || [ "$3" = 0 ] || return 1
+      case $1 in
+        d????w*|d???????w*) case $1 in d????????[tT]*) ;; *) return 1;; esac;;
+        d*|l*) ;;
+        *) return 1;;
+      esac
+    fi
+    [ -n "$q" ] || return 0
+    q=${q%/*}
+  done
+}
+# $1 is absent, or a regular file of ours (not a symlink) with one link ($2=any: or more).
+ours() {
+  [ -e "$1" ] || [ -h "$1" ] || return 0
+  o=${2:-}
+  set -- $(ls -ldn -- "$1")
+  case $1 in -*) ;; *) return 1;; esac
+  [ "$3" = "$me" ] && { [ "$o" = any ] || [ "$2" = 1 ]; }
+}
+# $1 exists and is ours: made now if missing, exclusively (noclobber never follows a symlink).
+claim() {
+  [ -e "$1" ] || [ -h "$1" ] || (set -C; : >"$1") 2>/dev/null
+  [ -e "$1" ] && ours "$1" "${2:-}"
+}
+refuse() { fail "refusing $1: it must be a regular file owned by uid $me, with no other link, not a symlink"; }
+untrusted="is writable by other users without the sticky bit, or owned by another user than uid $me or root"
+trusted "$dir" || fail "refusing directory $dir: it or a directory above it $untrusted"
+if [ ! -d "$dir" ]; then
+  if [ "$mode" = check ]; then say offset 0; exit 0; fi
+  mkdir -p -- "$dir" || fail "cannot create directory $dir"
+fi
+real=$(cd -P -- "$dir" && pwd -P && echo x) || fail "cannot enter directory $dir"
+real=${real%?x}
+trusted "$dir" && trusted "$real" || fail "refusing directory $dir ($real): it or a directory above it $untrusted"
+ours "$d" any || refuse "$d"
+ours "$p" || refuse "$p"
+ours "$s" || refuse "$s"
 sum_of() { sha1sum <"$1" | cut -c1-40; }
 if [ -f "$d" ] && [ "$(wc -c <"$d")" -eq "$total" ] && [ "$(sum_of "$d")" = "$want" ]; then
   say done; exit 0
 fi
-dir=$(dirname -- "$d")
-if [ ! -d "$dir" ]; then
-  if [ "$mode" = check ]; then say offset 0; exit 0; fi
-  mkdir -p -- "$dir" || { say "error cannot create directory $dir"; exit 2; }
-fi
 if [ "$mode" != check ] && command -v flock >/dev/null 2>&1; then
-  exec 9>>"$p.sha1" || { say "error cannot write $p.sha1"; exit 2; }
-  flock -n 9 || { say "busy another transfer to $d is running"; exit 5; }
+  claim "$s" || refuse "$s"
+  exec 9<"$s" || fail "cannot open $s"
+  flock -n 9 || busy
+  # A run that succeeds removes $s while it holds the lock: one that opened the old file and
+  # one that made a new file would both get "the" lock. Go on only if $s is still the file we hold.
+  if [ -e /dev/fd/9 ] && ! [ "$s" -ef /dev/fd/9 ]; then busy; fi
+  ours "$s" || refuse "$s"
 fi
 have=0
-if [ -f "$p" ] && [ "$(cat -- "$p.sha1" 2>/dev/null)" = "$want" ]; then
+if [ -f "$p" ] && [ "$(cat -- "$s" 2>/dev/null)" = "$want" ]; then
   have=$(($(wc -c <"$p") + 0))
   [ "$have" -le "$total" ] || have=0
 fi
 say offset "$have"
 [ "$mode" = check ] && exit 0
 if [ "$have" -eq 0 ]; then
-  { : >"$p" && echo "$want" >"$p.sha1"; } || { say "error cannot write $p"; exit 2; }
+  claim "$p" || refuse "$p"
+  claim "$s" || refuse "$s"
+  { : >|"$p" && echo "$want" >|"$s"; } || fail "cannot write $p"
 fi
 # Hash while receiving, in a process of its own: the .part kept from earlier runs read back from
 # disk, then the new bytes as tee appends them (a second pass after the transfer cost 40% more time).
 sum=$({ cat -- "$p" && tee -a -- "$p"; } | sha1sum | cut -c1-40)
 got=$(wc -c <"$p")
 if [ "$got" -lt "$total" ]; then say short "$got"; exit 3; fi
-if [ "$got" -gt "$total" ]; then rm -f -- "$p" "$p.sha1"; say long "$got"; exit 4; fi
-if [ "$sum" != "$want" ]; then rm -f -- "$p" "$p.sha1"; say mismatch "$sum"; exit 4; fi
+if [ "$got" -gt "$total" ]; then rm -f -- "$p" "$s"; say long "$got"; exit 4; fi
+if [ "$sum" != "$want" ]; then rm -f -- "$p" "$s"; say mismatch "$sum"; exit 4; fi
 sync -- "$p" 2>/dev/null || :
-mv -f -- "$p" "$d" || { say "error cannot rename $p to $d"; exit 2; }
-rm -f -- "$p.sha1"
+# mv would move the .part into a directory that a symlink planted as dest points to: own the name first.
+claim "$d" any || refuse "$d"
+mv -f -- "$p" "$d" || fail "cannot rename $p to $d"
+rm -f -- "$s"
 say ok
-'''
+"""
+
+# Bounds on what a peer may send: a size (a file of at most 2**63-1 bytes), a reply line, the
+# output of a command that is read whole (error messages, the source's probe).
+MAX_SIZE = (1 << 63) - 1
+MAX_LINE = 4096
+MAX_OUTPUT = 64 << 10
+
+
+def check_size(size, what='size'):
+    """size as an int in 0..MAX_SIZE; LvdiffError for anything else (a bool, a str, a negative)."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
+        raise LvdiffError('%s must be an integer from 0 to %d, got %r' % (what, MAX_SIZE, size))
+    return size
+
+
+def shell_words(*words):
+    """A remote command line: every word quoted for a POSIX shell, whatever it holds."""
+    return ' '.join(shlex.quote(str(w)) for w in words)
 
 
 def receiver_command(dest, size, sha1, check=False):
     """The command line that runs RECEIVER on the target (any POSIX login shell)."""
-    return 'sh -c %s lvdiff-recv %s %d %s %s' % (
-        shlex.quote(RECEIVER), shlex.quote(dest), size, sha1, 'check' if check else 'send')
+    return shell_words('sh', '-c', RECEIVER, 'lvdiff-recv', dest, check_size(size), check_sha1(sha1),
+                       'check' if check else 'send')
 
 
 def source_command(path, offset):
     """Command that prints bytes [offset, end) of path on a remote source host."""
-    return 'exec tail -c +%d -- %s' % (offset + 1, shlex.quote(path))
+    return 'exec ' + shell_words('tail', '-c', '+%d' % (check_size(offset, 'offset') + 1), '--', path)
 
 
 def source_info_command(path, sha1=True):
@@ -110,6 +189,20 @@ def source_info_command(path, sha1=True):
     if sha1:
         cmd += '; sha1sum <%s | cut -c1-40' % q
     return cmd
+
+
+_INFO = re.compile(r'[ \t]*([0-9]{1,19})[ \t]*\n(?:([0-9a-f]{40})\n)?')
+
+
+def parse_source_info(out, want_sha1, label):
+    """(size, sha1 or None) from the source host's answer to source_info_command; LvdiffError
+    unless it is exactly a size line and, if asked for, a SHA-1 line (it reaches the target)."""
+    m = _INFO.fullmatch(out)
+    if m is None or bool(m.group(2)) != want_sha1 or int(m.group(1)) > MAX_SIZE:
+        raise LvdiffError('the source host %s answered the size%s probe with %r, not %s' % (
+            label, '/SHA-1' if want_sha1 else '', out[:200],
+            'a size and a SHA-1 line' if want_sha1 else 'a size line'))
+    return int(m.group(1)), m.group(2)
 
 
 def parse_reply(line):
@@ -134,10 +227,9 @@ def resume_offset(word, arg, size):
         return None
     if word != 'offset':
         raise LvdiffError('unexpected first answer from the receiver: %s %s' % (word, arg))
-    try:
-        offset = int(arg)
-    except ValueError:
-        raise LvdiffError('the receiver sent a bad offset %r' % arg)
+    if not re.fullmatch(r'[0-9]{1,19}', arg):
+        raise LvdiffError('the receiver sent a bad offset %r' % arg[:200])
+    offset = int(arg)
     if not 0 <= offset <= size:
         raise LvdiffError('the receiver keeps %d bytes of a %d-byte file' % (offset, size))
     return offset
@@ -180,10 +272,16 @@ def file_sha1(path):
 
 
 class SSHEndpoint:
-    """A host reached with paramiko. ``session(cmd)`` runs cmd with a stdin/stdout stream."""
+    """A host reached with paramiko. ``session(cmd)`` runs cmd with a stdin/stdout stream.
 
-    def __init__(self, host, port=22, user='root', key_file=None, host_key_checking=True, timeout=30):
+    A peer that stops answering cannot hold us forever: every read or write on a session gives up
+    after io_timeout seconds without progress, and SSH keepalives every keepalive seconds make a
+    connection that died (no FIN, e.g. a NAT or a rebooted host) fail instead of looking idle."""
+
+    def __init__(self, host, port=22, user='root', key_file=None, host_key_checking=True, timeout=30,
+                 io_timeout=600, keepalive=15):
         self.host, self.port, self.user = host, port, user
+        self.io_timeout = io_timeout
         self.label = '%s@%s:%d' % (user, host, port)
         _speed_up_paramiko()
         client = paramiko.SSHClient()
@@ -195,9 +293,13 @@ class SSHEndpoint:
                     pass
         client.set_missing_host_key_policy(paramiko.RejectPolicy() if host_key_checking else paramiko.AutoAddPolicy())
         try:
-            client.connect(host, port=port, username=user, key_filename=key_file, timeout=timeout,
-                           banner_timeout=timeout, auth_timeout=timeout, look_for_keys=key_file is None,
-                           allow_agent=key_file is None, **_aead_first())
+            try:
+                client.connect(host, port=port, username=user, key_filename=key_file, timeout=timeout,
+                               banner_timeout=timeout, auth_timeout=timeout, look_for_keys=key_file is None,
+                               allow_agent=key_file is None, **_aead_first())
+            except BaseException:
+                client.close()  # a failed authentication leaves the transport thread and its socket open
+                raise
         except paramiko.BadHostKeyException as e:
             raise LvdiffError('host key of %s does not match known_hosts: %s' % (self.label, e))
         except paramiko.SSHException as e:
@@ -209,10 +311,13 @@ class SSHEndpoint:
         except (OSError, EOFError) as e:
             raise LvdiffError('cannot connect to %s: %s' % (self.label, e))
         self.client = client
+        if keepalive:
+            client.get_transport().set_keepalive(keepalive)
 
     def session(self, cmd):
         transport = self.client.get_transport()
-        chan = transport.open_session(window_size=8 << 20, max_packet_size=32768)
+        chan = transport.open_session(window_size=8 << 20, max_packet_size=32768, timeout=self.io_timeout)
+        chan.settimeout(self.io_timeout)
         chan.exec_command(cmd)
         return ChannelSession(chan, self.label)
 
@@ -227,22 +332,41 @@ class SSHEndpoint:
 
 
 class ChannelSession:
-    """One command on an SSH channel: write its stdin, read its stdout by lines or blocks."""
+    """One command on an SSH channel: write its stdin, read its stdout by lines or blocks.
+    Everything the peer sends is bounded: a line to MAX_LINE bytes, the output read whole by
+    finish() to MAX_OUTPUT bytes per stream, every wait to the channel's timeout."""
 
     def __init__(self, chan, label):
         self.chan = chan
         self.label = label
         self._buf = b''
 
+    def _timed_out(self, doing):
+        self.chan.close()
+        return LvdiffError('%s %s for %s s; gave up (a host that hangs, or a file too large to hash in that '
+                           'time: raise io_timeout)' % (self.label, doing, self.chan.gettimeout()))
+
+    def _recv(self, n, stderr=False):
+        try:
+            return (self.chan.recv_stderr if stderr else self.chan.recv)(n)
+        except socket.timeout:
+            raise self._timed_out('sent nothing')
+
     def write(self, data):
         try:
             self.chan.sendall(data)
+        except socket.timeout:
+            raise self._timed_out('accepted no data')
         except (OSError, EOFError, paramiko.SSHException) as e:
             raise BrokenPipeError('sending to %s failed: %s' % (self.label, e))
 
     def readline(self):
-        while b'\n' not in self._buf:
-            data = self.chan.recv(65536)
+        while b'\n' not in self._buf[:MAX_LINE]:
+            if len(self._buf) >= MAX_LINE:
+                self.chan.close()
+                raise LvdiffError('%s sent a line longer than %d bytes: %r'
+                                  % (self.label, MAX_LINE, self._buf[:200]))
+            data = self._recv(65536)
             if not data:
                 break
             self._buf += data
@@ -256,7 +380,7 @@ class ChannelSession:
             view[:n] = self._buf[:n]
             self._buf = self._buf[n:]
             return n
-        data = self.chan.recv(len(view))
+        data = self._recv(len(view))
         view[:len(data)] = data
         return len(data)
 
@@ -268,22 +392,25 @@ class ChannelSession:
 
     def finish(self):
         """Wait for the command; (rc, rest of stdout, stderr) as text."""
-        out = [self._buf]
+        out = self._read_all(self._buf, False)
         self._buf = b''
-        while True:
-            data = self.chan.recv(65536)
-            if not data:
-                break
-            out.append(data)
-        err = []
-        while True:
-            data = self.chan.recv_stderr(65536)
-            if not data:
-                break
-            err.append(data)
+        err = self._read_all(b'', True)
+        if not self.chan.status_event.wait(self.chan.gettimeout()):
+            raise self._timed_out('sent no exit status')
         rc = self.chan.recv_exit_status()
         self.chan.close()
-        return rc, b''.join(out).decode('utf-8', 'replace'), b''.join(err).decode('utf-8', 'replace')
+        return rc, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
+
+    def _read_all(self, data, stderr):
+        while True:
+            if len(data) > MAX_OUTPUT:
+                self.chan.close()
+                raise LvdiffError('%s sent more than %d bytes of output to a command that writes a few lines: '
+                                  '%r' % (self.label, MAX_OUTPUT, data[:200]))
+            more = self._recv(65536, stderr)
+            if not more:
+                return data
+            data += more
 
     def abort(self):
         self.chan.close()
@@ -371,11 +498,10 @@ class RemoteSource:
 
     def info(self, want_sha1):
         rc, out, err = self.endpoint.run(source_info_command(self.path, want_sha1))
-        lines = out.split()
-        if rc != 0 or len(lines) != (2 if want_sha1 else 1):
+        if rc != 0:
             raise LvdiffError('cannot read source file %s (rc=%d): %s' % (self.label, rc, (err or out).strip()
                                                                           or 'no such regular file'))
-        return int(lines[0]), (lines[1] if want_sha1 else None)
+        return parse_source_info(out, want_sha1, self.endpoint.label)
 
     def send(self, session, offset, count, progress):
         src = self.endpoint.session(source_command(self.path, offset))
@@ -429,6 +555,10 @@ def transfer(source, target, dest, sha1=None, check=False, clock=time.monotonic)
         rc, out, err = session.finish()
         raise LvdiffError('the receiver on %s did not start (rc=%d): %s' % (target.label, rc,
                                                                             (line + out + err).strip()))
+    if reply[0] in ('error', 'busy'):  # refused before anything was sent
+        session.close_stdin()
+        session.finish()
+        raise outcome(reply[0], reply[1], dest, size, 0, 0)
     offset = resume_offset(reply[0], reply[1], size)
     if offset is None:
         session.close_stdin()

@@ -20,7 +20,7 @@ description:
   - Relay mode, for hosts that cannot reach each other, runs the module on the controller
     (C(delegate_to) set to C(localhost)) with O(src_host) set. It reads O(src) on that host through SSH and writes it to
     the target, streaming through the controller's memory in bounded buffers, resumable the same way.
-  - The target needs a POSIX shell with C(cat), C(tee), C(wc), C(sha1sum), C(cut), C(mv), C(mkdir), C(dirname)
+  - The target needs a POSIX shell with C(cat), C(tee), C(wc), C(sha1sum), C(cut), C(mv), C(mkdir), C(ls), C(id)
     (coreutils or busybox), and C(flock) to refuse concurrent transfers to one O(dest) (optional).
     A relay source needs C(tail), C(wc) and C(sha1sum).
 author:
@@ -46,6 +46,11 @@ options:
       - Path of the file on the target. Missing parent directories are created (mode C(0700)).
       - The file and its C(.part) are created with mode C(0600).
       - An existing O(dest) with other content is replaced once the new file has arrived and is verified.
+      - Other users of the target must not be able to tamper with it. The module fails, writing nothing, if the
+        directory of O(dest) or a directory above it is owned by another user than O(user) or root, or is
+        writable by group or others without the sticky bit (like C(/tmp)); or if O(dest), C(<dest>.part) or
+        C(<dest>.part.sha1) exists as a symlink, as anything but a regular file of O(user), or (the
+        C(.part) files) with another hard link.
     type: str
     required: true
   host:
@@ -76,6 +81,16 @@ options:
     description: Seconds to wait for an SSH connection and its authentication.
     type: int
     default: 30
+  io_timeout:
+    description:
+      - Seconds to wait for the other end of a connection to send or accept data, once connected. After that
+        the module fails; a transfer resumes on the next run.
+      - Some steps send nothing while they read a whole file, at disk speed. The target hashes an existing
+        O(dest) of the right size; in relay mode without O(sha1), O(src_host) hashes O(src) before the transfer.
+        Raise this for files that take longer than that to read.
+      - SSH keepalives are sent every 15 seconds, so that a connection that died silently fails too.
+    type: int
+    default: 600
   sha1:
     description:
       - SHA-1 of O(src), when already known (for example RV(lvdiff.thin.lvdiff#module:sha1)), so that the
@@ -102,6 +117,9 @@ notes:
     (RV(ignore:changed=false)).
   - Bytes in flight are protected by SSH; the final SHA-1 check also catches a C(.part) changed on the target
     between runs, and a source that changed between an interrupted run and its resume.
+  - Neither end trusts the other. In relay mode, the size and SHA-1 that O(src_host) reports must be a decimal
+    number and 40 hexadecimal digits, or the module fails before it runs anything on the target; every word of
+    every command run on either host is quoted. Replies are bounded (4 KiB a line, 64 KiB of messages).
   - A SIGTERM stops the transfer, keeping what arrived for the next run.
 seealso:
   - module: lvdiff.thin.lvdiff
@@ -190,11 +208,11 @@ def run(module):
     endpoints = []
     try:
         target = _transfer.SSHEndpoint(p['host'], p['port'], p['user'], p['key_file'], p['host_key_checking'],
-                                       p['timeout'])
+                                       p['timeout'], p['io_timeout'])
         endpoints.append(target)
         if p['src_host']:
             src_end = _transfer.SSHEndpoint(p['src_host'], p['src_port'], p['src_user'], p['src_key_file'],
-                                            p['host_key_checking'], p['timeout'])
+                                            p['host_key_checking'], p['timeout'], p['io_timeout'])
             endpoints.append(src_end)
             source = _transfer.RemoteSource(src_end, p['src'])
         else:
@@ -218,6 +236,7 @@ def main():
             key_file=dict(type='path'),
             host_key_checking=dict(type='bool', default=True),
             timeout=dict(type='int', default=30),
+            io_timeout=dict(type='int', default=600),
             sha1=dict(type='str'),
             src_host=dict(type='str'),
             src_port=dict(type='int', default=22),

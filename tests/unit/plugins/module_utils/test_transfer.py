@@ -17,9 +17,10 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffE
 class ShellSession:
     """A command run by sh on this machine, with the interface of ChannelSession."""
 
-    def __init__(self, cmd):
-        self.proc = subprocess.Popen(['sh', '-c', cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0)
+    def __init__(self, cmd, prefix=(), env=None):
+        # prefix: e.g. setpriv arguments, to run the command as another user; env: its environment
+        self.proc = subprocess.Popen(list(prefix) + ['sh', '-c', cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0, env=env, cwd='/')
 
     def write(self, data):
         self.proc.stdin.write(bytes(data))
@@ -59,13 +60,14 @@ class ShellSession:
 class ShellEndpoint:
     label = 'local-sh'
 
-    def __init__(self, cut_after=None):
+    def __init__(self, cut_after=None, prefix=(), env=None):
         self.cut_after = cut_after  # simulate a connection lost after this many bytes of stdin
+        self.prefix, self.env = prefix, env
         self.commands = []
 
     def session(self, cmd):
         self.commands.append(cmd)
-        s = ShellSession(cmd)
+        s = ShellSession(cmd, self.prefix, self.env)
         if self.cut_after is not None and cmd.startswith('sh -c'):
             return CutSession(s, self.cut_after)
         return s
