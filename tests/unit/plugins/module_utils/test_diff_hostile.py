@@ -201,7 +201,7 @@ def test_bad_header_json_is_refused(pair, tmp_path, diff):
     """A header that is valid JSON with a valid CRC but misses a field."""
     data = open(diff, 'rb').read()
     t, start, size = records(diff)[0]
-    body = b'{"volume":{"name":"x","uuid":"u","size":1},"pairs":{}}'
+    body = b'{"volume":{"name":"x","uuid":"u","size":512},"pairs":{}}'
     head = _format._HEAD.pack(_format.HEADER, 0, 0, len(body), 0, 0)
     rec = head + body + _format._CRC.pack(zlib.crc32(body, zlib.crc32(head)))
     bad = str(tmp_path / 'hdr')
