@@ -139,9 +139,6 @@ class HyperlayerReader(DiffReader):
             if not line.endswith(b'\n'):
                 raise FormatError('truncated HyperLayer file: the header has no ending blank line, or line %d '
                                   'is longer than %d bytes' % (self.line_no, _MAX_LINE))
-            # Caps: a header is small metadata; a hostile one must not cost memory and time.
-            if self.pos > MAX_HEADER or len(pairs) > MAX_PAIRS:
-                raise FormatError('HyperLayer header is larger than %d bytes or %d pairs' % (MAX_HEADER, MAX_PAIRS))
             try:
                 text = line.decode('utf-8')[:-1]
             except UnicodeDecodeError:
@@ -156,6 +153,9 @@ class HyperlayerReader(DiffReader):
                 fields[key] = value.strip()
             else:
                 pairs[key] = _yaml_value(value.strip())
+            # Caps: a header is small metadata; a hostile one must not cost memory and time.
+            if self.pos > MAX_HEADER or len(pairs) > MAX_PAIRS:
+                raise FormatError('HyperLayer header is larger than %d bytes or %d pairs' % (MAX_HEADER, MAX_PAIRS))
         for key in _STANDARD_KEYS:
             if key not in fields:
                 raise FormatError('HyperLayer header has no %r line' % key)
