@@ -380,7 +380,7 @@ def run_fuzz(corpus, tmp_path, cases, seed):
         try:
             err_v, err_a = check_one(case, data, start, source if data == diffs[name] else None)
         except Exception as e:
-            bad = str(tmp_path / 'failing-%d-%d.diff' % (seed, n))
+            bad = str(tmp_path / ('failing-%d-%d.diff' % (seed, n)))
             with open(bad, 'wb') as f:
                 f.write(data)
             raise AssertionError('fuzz case %d (seed %d, %s: %s), input kept in %s: %s: %s'
