@@ -131,8 +131,8 @@ def _field(d, key, types, prefix='', lo=0, hi=MAX_SIZE):
         raise FormatError('%s missing' % what)
     kinds = tuple(t for t in types if t is not None)
     if isinstance(v, bool) or not isinstance(v, kinds):
-        raise FormatError('%s is %s, not %s' % (what, _TYPE_NAMES.get(type(v), type(v).__name__),
-                                               ' or '.join(_TYPE_NAMES[t] for t in types)))
+        expected = ' or '.join(_TYPE_NAMES[t] for t in types)
+        raise FormatError('%s is %s, not %s' % (what, _TYPE_NAMES.get(type(v), type(v).__name__), expected))
     if isinstance(v, int) and not lo <= v <= hi:
         raise FormatError('%s %d is out of its range %d to %d' % (what, v, lo, hi))
     return v
