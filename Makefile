@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: deps test unit lint integration demo guest guest-stop bench bench-smoke bench-transfer docs docs-check clean
+.PHONY: deps test unit fuzz lint integration demo guest guest-stop bench bench-smoke bench-transfer docs docs-check clean
 
 deps:
 	@tests/setup/deps.sh
@@ -17,6 +17,11 @@ test: deps unit lint docs-check bench-smoke integration
 
 unit: deps $(COLLECTION_LINK)
 	$(PY) -m pytest -q tests/unit
+
+## Long fuzzing of both diff readers (make unit runs 2500 cases of the same test): LVDIFF_FUZZ_CASES
+## cases (default 200000; about 9 ms each), LVDIFF_FUZZ_SEED for another sequence
+fuzz: deps $(COLLECTION_LINK)
+	LVDIFF_FUZZ_CASES=$${LVDIFF_FUZZ_CASES:-200000} $(PY) -m pytest -q -s tests/unit/plugins/module_utils/test_fuzz.py
 
 ## Ansible quality gates: ansible-test sanity and units, ansible-lint, antsibull-docs and
 ## -changelog lint, ruff, collection build + install + a module run (tests/lint/run.sh)

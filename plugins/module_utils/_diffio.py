@@ -54,11 +54,46 @@ def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff'):
             'data_bytes': plan.data_bytes, 'discard_bytes': plan.discard_bytes}
 
 
+class _Replay:
+    """File object f with the bytes already read from it (head) put back in front: the
+    read, readinto and readline that the readers use."""
+
+    def __init__(self, head, f):
+        self._head = head
+        self._f = f
+
+    def _take(self, n):
+        out, self._head = self._head[:n], self._head[n:]
+        return out
+
+    def read(self, n):
+        out = self._take(n)
+        return out + self._f.read(n - len(out)) if len(out) < n else out
+
+    def readinto(self, view):
+        if not self._head:
+            return self._f.readinto(view)
+        out = self._take(len(view))
+        view[:len(out)] = out
+        return len(out)
+
+    def readline(self, limit):
+        nl = self._head.find(b'\n', 0, limit)
+        if nl >= 0:
+            return self._take(nl + 1)
+        out = self._take(limit)
+        return out + self._f.readline(limit - len(out)) if len(out) < limit else out
+
+
 def open_reader(f):
     """A reader for the diff in binary file object f (a file or a pipe), by its magic."""
     if not hasattr(f, 'peek'):
         f = io.BufferedReader(f, _READ_BUFFER)
     head = f.peek(len(HL_MAGIC))[:len(HL_MAGIC)]
+    if len(head) < len(HL_MAGIC):
+        # peek() gives what one read brought: a pipe may deliver the magic in pieces.
+        head = f.read(len(HL_MAGIC))
+        f = _Replay(head, f)
     if head.startswith(MAGIC[:len(head)]) and len(head) >= len(MAGIC):
         return LvdiffReader(f)
     if head == HL_MAGIC:
@@ -77,7 +112,8 @@ def open_diff(path):
     except OSError as e:
         raise LvdiffError('cannot open diff file %s: %s' % (path, e.strerror))
     with f:
-        yield open_reader(f)
+        with open_reader(f) as reader:  # stops the reader's hashing thread, whatever happens
+            yield reader
 
 
 def verify(reader):
@@ -115,7 +151,11 @@ def apply(reader, target_fd, base_check=True, target_chunk_size=None):
                           'extend it first' % (device_size(target_fd), size))
     zeros_to_discard = header.format == 'hyperlayer'  # its base-only chunks come as zeros
     buf = lazy_buffer(MAX_EXTENT) if base_check else None
+    grow = not block and device_size(target_fd) < size
     for kind, offset, length, payload in reader.events():
+        if grow and kind != 'check':  # after the base checks, before the first write
+            _grow_file(target_fd, size)
+            grow = False
         if kind == 'data':
             if zeros_to_discard and payload == _ZEROS[:length]:
                 discard(target_fd, offset, length, block)
@@ -128,6 +168,13 @@ def apply(reader, target_fd, base_check=True, target_chunk_size=None):
     if not block and device_size(target_fd) != size:
         os.ftruncate(target_fd, size)
     return summary(reader)
+
+
+def _grow_file(fd, size):
+    try:
+        os.ftruncate(fd, size)
+    except OSError as e:  # EFBIG: the diff's volume is larger than this file system allows
+        raise LvdiffError('cannot make the target file %d bytes long: %s' % (size, e.strerror))
 
 
 def verify_base(reader, base_fd):

@@ -18,7 +18,7 @@ import struct
 import zlib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
-    BufferedHasher, read_exact, write_all)
+    BufferedHasher, lazy_buffer, read_exact, write_all)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT
 
@@ -31,9 +31,18 @@ _HEAD = struct.Struct('<BBHIQQ')
 _CRC = struct.Struct('<I')
 HEADER, CHECK, DATA, DISCARD, TRAILER = (ord(c) for c in 'HCDZT')
 _NAMES = {HEADER: 'HEADER', CHECK: 'CHECK', DATA: 'DATA', DISCARD: 'DISCARD', TRAILER: 'TRAILER'}
-MAX_JSON = 16 << 20
 MAX_DATA = 16 << 20
 CHECK_DIGESTS = {'sha256': 32, 'crc32': 4}
+# Caps on what a hostile file can make a reader hold or parse (docs/format.md): a header is
+# small metadata, so its size and its number of pairs are bounded, in both formats.
+MAX_HEADER = 1 << 20
+MAX_PAIRS = 4096
+# The largest record body of each type; TRAILER is a few counts and a SHA-1.
+_BODY_LIMIT = {HEADER: MAX_HEADER, CHECK: max(CHECK_DIGESTS.values()), DATA: MAX_DATA, DISCARD: 0,
+               TRAILER: 4096}
+# Sizes and offsets: what off_t, lseek and lvresize can hold; chunk sizes: what LVM allows.
+MAX_SIZE = (1 << 63) - 1
+MAX_CHUNK = 1 << 30
 
 
 class DiffHeader:
@@ -46,6 +55,8 @@ class DiffHeader:
 
     FIELDS = ('format', 'format_version', 'tool', 'created', 'volume', 'base', 'chunk_size',
               'checksum_level', 'sample_seed', 'check_digest', 'pool_transaction', 'pairs')
+    DEFAULTS = {'tool': TOOL_VERSION, 'created': None, 'base': None, 'sample_seed': 0,
+                'check_digest': 'sha256', 'pool_transaction': None}
 
     def __init__(self, volume, chunk_size, base=None, checksum_level=2, sample_seed=0, pairs=None,
                  created=None, tool=TOOL_VERSION, check_digest='sha256', pool_transaction=None,
@@ -81,35 +92,95 @@ class DiffHeader:
         del d['format'], d['format_version']
         return json.dumps(d, ensure_ascii=False, sort_keys=True, separators=(',', ':')).encode('utf-8')
 
+    def validate(self):
+        """Raise FormatError unless every field has its type and range (see validate_fields)."""
+        validate_fields(self.as_dict())
+        return self
+
     @classmethod
     def _from_json(cls, body):
         try:
-            d = json.loads(body.decode('utf-8'))
+            d = json.loads(bytes(body).decode('utf-8'), object_pairs_hook=_no_duplicates)
         except (UnicodeDecodeError, ValueError) as e:
             raise FormatError('diff header is not valid UTF-8 JSON: %s' % e)
+        except RecursionError:  # the C decoder counts its depth: deep nesting ends here, safely
+            raise FormatError('diff header is not valid JSON: nested too deeply')
         if not isinstance(d, dict):
             raise FormatError('diff header is not a JSON object')
-        _require(d, 'volume', dict)
-        for key in ('name', 'uuid'):
-            _require(d['volume'], key, str, 'volume.')
-        _require(d['volume'], 'size', int, 'volume.')
-        if d.get('base') is not None:
-            _require(d, 'base', dict)
-            _require(d['base'], 'uuid', str, 'base.')
-        _require(d, 'chunk_size', int)
-        _require(d, 'checksum_level', int)
-        _require(d, 'pairs', dict)
-        if d['chunk_size'] <= 0 or d['chunk_size'] % 512:
-            raise FormatError('diff header: chunk_size %d is not a positive multiple of 512' % d['chunk_size'])
-        if d.get('check_digest', 'sha256') not in CHECK_DIGESTS:
-            raise FormatError('diff header: unknown check digest %r' % (d.get('check_digest'),))
-        known = dict((k, d[k]) for k in cls.FIELDS if k in d and k not in ('format', 'format_version'))
+        known = dict(cls.DEFAULTS)
+        known.update((k, d[k]) for k in cls.FIELDS if k in d and k not in ('format', 'format_version'))
+        validate_fields(known)
         return cls(**known)
 
 
-def _require(d, key, typ, prefix=''):
-    if not isinstance(d.get(key), typ) or (typ is int and isinstance(d.get(key), bool)):
-        raise FormatError('diff header: %s%s missing or not a %s' % (prefix, key, typ.__name__))
+def _no_duplicates(pairs):
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise FormatError('diff header: a JSON object has a key twice')
+    return d
+
+
+def _field(d, key, types, prefix='', lo=0, hi=MAX_SIZE):
+    """d[key], checked: one of types (None among them: may be null or absent); an int
+    (never a bool) within [lo, hi]."""
+    v = d.get(key)
+    what = 'diff header: %s%s' % (prefix, key)
+    if v is None:
+        if None in types:
+            return None
+        raise FormatError('%s missing' % what)
+    kinds = tuple(t for t in types if t is not None)
+    if isinstance(v, bool) or not isinstance(v, kinds):
+        expected = ' or '.join(_TYPE_NAMES[t] for t in types)
+        raise FormatError('%s is %s, not %s' % (what, _TYPE_NAMES.get(type(v), type(v).__name__), expected))
+    if isinstance(v, int) and not lo <= v <= hi:
+        raise FormatError('%s %d is out of its range %d to %d' % (what, v, lo, hi))
+    return v
+
+
+_TYPE_NAMES = {str: 'a string', int: 'an integer', dict: 'an object', None: 'null', bool: 'true or false',
+               float: 'a fractional number', list: 'an array'}
+
+
+def _size(d, key, prefix, types=(int,)):
+    """A volume size: a positive multiple of 512 that off_t holds (a negative one would make
+    lvresize shrink by that much)."""
+    v = _field(d, key, types, prefix, 512)
+    if v is not None and v % 512:
+        raise FormatError('diff header: %s%s %d is not a multiple of 512' % (prefix, key, v))
+    return v
+
+
+def validate_fields(d):
+    """The one schema of a diff header, for both formats: every field's type and range.
+    Whatever apply or lvpatch could trip on later is refused here, at header time."""
+    _field(d, 'tool', (str, None))
+    _field(d, 'created', (str, None))
+    volume = _field(d, 'volume', (dict,))
+    _field(volume, 'name', (str,), 'volume.')
+    _field(volume, 'uuid', (str,), 'volume.')
+    _field(volume, 'thin_id', (int, None), 'volume.')
+    _size(volume, 'size', 'volume.')
+    base = _field(d, 'base', (dict, None))
+    if base is not None:
+        _field(base, 'name', (str, None), 'base.')
+        _field(base, 'uuid', (str,), 'base.')
+        _field(base, 'thin_id', (int, None), 'base.')
+        _size(base, 'size', 'base.', (int, None))
+    chunk = _field(d, 'chunk_size', (int,), '', 512, MAX_CHUNK)
+    if chunk % 512:
+        raise FormatError('diff header: chunk_size %d is not a positive multiple of 512' % chunk)
+    _field(d, 'checksum_level', (int,), '', 0, 3)
+    _field(d, 'sample_seed', (int,))
+    if _field(d, 'check_digest', (str,)) not in CHECK_DIGESTS:
+        raise FormatError('diff header: unknown check digest %r' % (d['check_digest'],))
+    _field(d, 'pool_transaction', (int, None))
+    pairs = _field(d, 'pairs', (dict,))
+    if len(pairs) > MAX_PAIRS:
+        raise FormatError('diff header: %d pairs, more than the %d a header may hold' % (len(pairs), MAX_PAIRS))
+    for key, value in pairs.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise FormatError('diff header: pair %r is not text to text' % (key,))
 
 
 def digest_of_range(algorithm, fd, offset, length, buf):
@@ -138,6 +209,7 @@ class StreamWriter:
     both stop the hashing thread."""
 
     def __init__(self, out_fd, header):
+        header.validate()  # never write a header that a reader refuses
         self.fd = out_fd
         self.header = header
         self.size = 0
@@ -206,8 +278,13 @@ class LvdiffWriter(StreamWriter):
         super().__init__(out_fd, header)
         self.counts = {'check': 0, 'data': 0, 'discard': 0}
         self.data_bytes = self.discard_bytes = 0
+        body = header._json()
+        if len(body) > MAX_HEADER:
+            self.abort()
+            raise LvdiffError('the diff header would be %d bytes, more than the %d a reader accepts: '
+                              'use fewer or shorter pairs' % (len(body), MAX_HEADER))
         self._emit(_PREAMBLE.pack(MAGIC, FORMAT_VERSION))
-        self._record(HEADER, 0, 0, header._json())
+        self._record(HEADER, 0, 0, body)
 
     def _record(self, rtype, offset, length, body=b''):
         head = _HEAD.pack(rtype, 0, 0, len(body), offset, length)
@@ -242,7 +319,69 @@ class LvdiffWriter(StreamWriter):
 # --- reading -------------------------------------------------------------------------
 
 
-class LvdiffReader:
+class HeaderHasher:
+    """BufferedHasher's interface without its thread, for reading a header: a reader that
+    is asked only for its header (or fails on it) never starts a thread. events() hands
+    the hash over to a BufferedHasher."""
+
+    def __init__(self, hashobj, bufsize):
+        self.hashobj = hashobj
+        self._bufsize = bufsize
+
+    def buffer(self):
+        return lazy_buffer(self._bufsize)
+
+    def submit(self, data, buf=None):
+        self.hashobj.update(data)
+
+    def release(self, buf):
+        pass
+
+    def result(self):
+        return self.hashobj
+
+    def close(self):
+        pass
+
+
+class DiffReader:
+    """What both readers share: the header is read and checked at construction, once
+    (no thread yet); events() starts the hashing thread and stops it when it ends;
+    close() (or a with block) stops it if events() was left early or never run."""
+
+    _bufsize = MAX_EXTENT
+
+    def __init__(self, f):
+        self.f = f
+        self.pos = 0
+        self.size = None
+        self.sha1 = None
+        self.counts = {'check': 0, 'data': 0, 'discard': 0}
+        self.data_bytes = self.discard_bytes = 0
+        self.hasher = HeaderHasher(hashlib.sha1(), self._bufsize)
+        self._started = False
+
+    def events(self):
+        if self._started:
+            raise LvdiffError('a diff reader reads its records once')
+        self._started = True
+        self.hasher = BufferedHasher(self.hasher.hashobj, self._bufsize, nbuf=3)
+        try:
+            yield from self._events()
+        finally:
+            self.hasher.close()
+
+    def close(self):
+        self.hasher.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LvdiffReader(DiffReader):
     """Reads and verifies a diff from a binary file object, strictly in order.
 
     ``header`` is read at construction. ``events()`` yields ('check', offset, length,
@@ -252,15 +391,11 @@ class LvdiffReader:
     (of the whole file), ``size`` and ``counts`` are set.
     """
 
+    _bufsize = MAX_DATA
+
     def __init__(self, f):
-        self.f = f
-        self.pos = 0
+        super().__init__(f)
         self.index = 0
-        self.size = None
-        self.sha1 = None
-        self.counts = {'check': 0, 'data': 0, 'discard': 0}
-        self.data_bytes = self.discard_bytes = 0
-        self.hasher = BufferedHasher(hashlib.sha1(), MAX_DATA, nbuf=3)
         pre = self._read(_PREAMBLE.size, 'the file preamble')
         magic, version = _PREAMBLE.unpack(pre)
         if magic != MAGIC:
@@ -272,7 +407,7 @@ class LvdiffReader:
         rtype, offset, length, body = self._next_record()
         if rtype != HEADER:
             raise FormatError('record 0 is %s, expected HEADER' % _NAMES.get(rtype, rtype))
-        self.header = DiffHeader._from_json(bytes(body))
+        self.header = DiffHeader._from_json(body)
 
     def _read(self, n, what):
         data = self.f.read(n)
@@ -292,9 +427,9 @@ class LvdiffReader:
         if rtype not in _NAMES or flags or reserved:
             # A flipped bit in a head may show here before the CRC is read.
             raise self._fail(start, 'unknown record type %d or non-zero flags' % rtype)
-        limit = MAX_DATA if rtype == DATA else MAX_JSON
-        if body_len > limit:
-            raise self._fail(start, 'body length %d is larger than any valid record' % body_len)
+        if body_len > _BODY_LIMIT[rtype]:
+            raise self._fail(start, '%s body length %d is larger than any valid one (%d)'
+                             % (_NAMES[rtype], body_len, _BODY_LIMIT[rtype]))
         if rtype == TRAILER:  # the trailer holds the digest of everything before it
             self._digest_before_trailer = self.hasher.result().hexdigest()
         buf = self.hasher.buffer() if body_len else None
@@ -323,58 +458,54 @@ class LvdiffReader:
         self.index += 1
         return rtype, offset, length, body
 
-    def events(self):
+    def _events(self):
         hdr = self.header
         vol_size = hdr.volume['size']
-        base_size = (hdr.base or {}).get('size')
+        base_size = (hdr.base or {}).get('size') or vol_size
         digest_len = CHECK_DIGESTS[hdr.check_digest]
         end = 0
         in_data = False
-        try:
-            while True:
-                start = self.pos
-                rtype, offset, length, body = self._next_record()
-                if rtype == TRAILER:
-                    self._check_trailer(start, body, self._digest_before_trailer)
-                    return
-                if rtype == HEADER:
-                    raise self._fail(start, 'a second HEADER record')
-                if rtype == CHECK:
-                    if in_data:
-                        raise self._fail(start, 'CHECK record after DATA/DISCARD records')
-                    if not hdr.incremental:
-                        raise self._fail(start, 'CHECK record in a full image')
-                    if len(body) != digest_len or length == 0 or (
-                            base_size is not None and offset + length > base_size):
-                        raise self._fail(start, 'CHECK record out of range or with a bad digest size')
-                    self.counts['check'] += 1
-                    yield 'check', offset, length, bytes(body)
-                    continue
-                in_data = True
-                if offset < end or length == 0 or offset + length > vol_size:
-                    raise self._fail(start, '%s range %d+%d overlaps, goes backwards or leaves the '
-                                     '%d-byte volume' % (_NAMES[rtype], offset, length, vol_size))
-                end = offset + length
-                if rtype == DATA:
-                    if len(body) != length:
-                        raise self._fail(start, 'DATA record length %d but body %d' % (length, len(body)))
-                    self.counts['data'] += 1
-                    self.data_bytes += length
-                    yield 'data', offset, length, body
-                else:
-                    if len(body):
-                        raise self._fail(start, 'DISCARD record with a body')
-                    self.counts['discard'] += 1
-                    self.discard_bytes += length
-                    yield 'discard', offset, length, None
-        finally:
-            self.hasher.close()
+        while True:
+            start = self.pos
+            rtype, offset, length, body = self._next_record()
+            if rtype == TRAILER:
+                self._check_trailer(start, body, self._digest_before_trailer)
+                return
+            if rtype == HEADER:
+                raise self._fail(start, 'a second HEADER record')
+            if rtype == CHECK:
+                if in_data:
+                    raise self._fail(start, 'CHECK record after DATA/DISCARD records')
+                if not hdr.incremental:
+                    raise self._fail(start, 'CHECK record in a full image')
+                if len(body) != digest_len or length == 0 or offset + length > base_size:
+                    raise self._fail(start, 'CHECK record out of range or with a bad digest size')
+                self.counts['check'] += 1
+                yield 'check', offset, length, bytes(body)
+                continue
+            in_data = True
+            if offset < end or length == 0 or offset + length > vol_size:
+                raise self._fail(start, '%s range %d+%d overlaps, goes backwards or leaves the '
+                                 '%d-byte volume' % (_NAMES[rtype], offset, length, vol_size))
+            end = offset + length
+            if rtype == DATA:
+                if len(body) != length:
+                    raise self._fail(start, 'DATA record length %d but body %d' % (length, len(body)))
+                self.counts['data'] += 1
+                self.data_bytes += length
+                yield 'data', offset, length, body
+            else:
+                if len(body):
+                    raise self._fail(start, 'DISCARD record with a body')
+                self.counts['discard'] += 1
+                self.discard_bytes += length
+                yield 'discard', offset, length, None
 
     def _check_trailer(self, start, body, digest_before):
         try:
             t = json.loads(bytes(body).decode('utf-8'))
             expected = (t['records'], t['data_bytes'], t['discard_bytes'], t['sha1'])
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             raise self._fail(start, 'unreadable TRAILER: %s' % e)
         actual = (self.counts, self.data_bytes, self.discard_bytes, digest_before)
         if expected != actual:

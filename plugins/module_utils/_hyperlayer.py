@@ -13,13 +13,12 @@ sent as chunks of zeros, because the format has no discard record.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import BufferedHasher
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader, StreamWriter
+from ansible_collections.lvdiff.thin.plugins.module_utils._format import (
+    MAX_HEADER, MAX_PAIRS, DiffHeader, DiffReader, StreamWriter)
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT
 
 MAGIC = b'HYPERLAYER/1.0\n'
@@ -28,6 +27,10 @@ _STANDARD_KEYS = ('Name', 'Volume size', 'Chunk size', 'Delta blocks', 'VolumeUU
 _PAIR_KEY = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_ .-]*$')
 _SECTOR = 512
 _MAX_LINE = 65536
+# Strict fields: int() would also take '-8', '0x8', '1_0', ' 8'. Sector numbers fit in 16 hex digits.
+_DECIMAL = re.compile(r'[0-9]{1,19}\Z')
+_D_LINE = re.compile(rb'D ([0-9A-Fa-f]{1,16}) ([0-9A-Fa-f]{1,16}) CRC32 ([0-9A-Fa-f]{1,8})\n\Z')
+_W_LINE = re.compile(rb'W ([0-9A-Fa-f]{1,16}) ([0-9A-Fa-f]{1,16})\n\Z')
 _ZEROS = bytes(MAX_EXTENT)
 
 
@@ -60,12 +63,6 @@ class HyperlayerWriter(StreamWriter):
             raise LvdiffError('a HyperLayer file cannot hold a full image: the Go lvpatch always '
                               'patches onto a base volume; use format lvdiff')
         _check_pairs(header.pairs)
-        super().__init__(out_fd, header)
-        self.chunk = header.chunk_size
-        self.check_max_len = self.chunk
-        self.data_max_len = self.chunk
-        self.checks = 0
-        self.writes = 0
         lines = ['HYPERLAYER/1.0',
                  'Name: %s' % header.volume['name'],
                  'Volume size: %d' % header.volume['size'],
@@ -75,7 +72,17 @@ class HyperlayerWriter(StreamWriter):
                  'Detect level: %d' % header.checksum_level,
                  'Backing volumeUUID: %s' % header.base['uuid']]
         lines += ['%s: %s' % (k, json.dumps(v, ensure_ascii=False)) for k, v in sorted(header.pairs.items())]
-        self._emit(('\n'.join(lines) + '\n\n').encode('utf-8'))
+        text = ('\n'.join(lines) + '\n\n').encode('utf-8')
+        if len(text) > MAX_HEADER:
+            raise LvdiffError('the HyperLayer header would be %d bytes, more than the %d a reader accepts: '
+                              'use fewer or shorter pairs' % (len(text), MAX_HEADER))
+        super().__init__(out_fd, header)
+        self.chunk = header.chunk_size
+        self.check_max_len = self.chunk
+        self.data_max_len = self.chunk
+        self.checks = 0
+        self.writes = 0
+        self._emit(text)
 
     def check_from(self, base_fd, offset, length):
         crc = int.from_bytes(self._digest_pooled(base_fd, offset, length, 'crc32'), 'big')
@@ -115,59 +122,59 @@ class HyperlayerWriter(StreamWriter):
             offset += n
 
 
-class HyperlayerReader:
+class HyperlayerReader(DiffReader):
     """Same interface as LvdiffReader, for HYPERLAYER/1.0 files."""
 
     def __init__(self, f):
-        self.f = f
-        self.pos = 0
+        super().__init__(f)
         self.line_no = 0
-        self.size = None
-        self.sha1 = None
-        self.counts = {'check': 0, 'data': 0, 'discard': 0}
-        self.data_bytes = self.discard_bytes = 0
-        self.hasher = BufferedHasher(hashlib.sha1(), MAX_EXTENT, nbuf=3)
         if self._line() != MAGIC:
             raise FormatError('not a HyperLayer file: the first line is not HYPERLAYER/1.0')
         fields = {}
         pairs = {}
         while True:
             line = self._line()
-            if not line:
-                raise FormatError('truncated HyperLayer file: the header has no ending blank line')
             if line == b'\n':
                 break
+            if not line.endswith(b'\n'):
+                raise FormatError('truncated HyperLayer file: the header has no ending blank line, or line %d '
+                                  'is longer than %d bytes' % (self.line_no, _MAX_LINE))
             try:
-                text = line.decode('utf-8').rstrip('\n')
+                text = line.decode('utf-8')[:-1]
             except UnicodeDecodeError:
                 raise FormatError('HyperLayer header line %d is not UTF-8' % self.line_no)
             key, sep, value = text.partition(':')
             if not sep:
-                raise FormatError('HyperLayer header line %d has no "key: value": %r' % (self.line_no, text))
+                raise FormatError('HyperLayer header line %d has no "key: value": %r' % (self.line_no, text[:80]))
             value = value[1:] if value.startswith(' ') else value
+            if key in fields or key in pairs:  # two readers must not see two different files
+                raise FormatError('HyperLayer header line %d: key %r a second time' % (self.line_no, key[:80]))
             if key in _STANDARD_KEYS:
                 fields[key] = value.strip()
             else:
                 pairs[key] = _yaml_value(value.strip())
+            # Caps: a header is small metadata; a hostile one must not cost memory and time.
+            if self.pos > MAX_HEADER or len(pairs) > MAX_PAIRS:
+                raise FormatError('HyperLayer header is larger than %d bytes or %d pairs' % (MAX_HEADER, MAX_PAIRS))
         for key in _STANDARD_KEYS:
             if key not in fields:
                 raise FormatError('HyperLayer header has no %r line' % key)
         ints = {}
         for key in ('Volume size', 'Chunk size', 'Delta blocks', 'Detect level'):
-            try:
-                ints[key] = int(fields[key])
-            except ValueError:
-                raise FormatError('HyperLayer header: %s is not a number: %r' % (key, fields[key]))
-        if ints['Chunk size'] <= 0 or ints['Chunk size'] % _SECTOR or ints['Volume size'] % _SECTOR:
-            raise FormatError('HyperLayer header: chunk size %d or volume size %d is not a multiple of 512'
-                              % (ints['Chunk size'], ints['Volume size']))
+            if not _DECIMAL.match(fields[key]):  # int() would take ' 8', '+8', '1_0', other scripts' digits
+                raise FormatError('HyperLayer header: %s is not a number: %r' % (key, fields[key][:80]))
+            ints[key] = int(fields[key])
         self.delta_blocks = ints['Delta blocks']
         self.header = DiffHeader(
             format='hyperlayer', format_version=1, tool='hyperlayer', check_digest='crc32',
             volume={'name': _yaml_value(fields['Name']), 'uuid': fields['VolumeUUID'],
                     'thin_id': None, 'size': ints['Volume size']},
             base={'name': None, 'uuid': fields['Backing volumeUUID'], 'thin_id': None, 'size': None},
-            chunk_size=ints['Chunk size'], checksum_level=ints['Detect level'], pairs=pairs)
+            chunk_size=ints['Chunk size'], checksum_level=ints['Detect level'], pairs=pairs).validate()
+        # Each W record holds at least one sector and they do not overlap.
+        if self.delta_blocks > ints['Volume size'] // _SECTOR:
+            raise FormatError('HyperLayer header: %d delta blocks cannot fit in a %d-byte volume'
+                              % (self.delta_blocks, ints['Volume size']))
 
     def _line(self):
         line = self.f.readline(_MAX_LINE)
@@ -176,56 +183,51 @@ class HyperlayerReader:
         self.line_no += 1
         return line
 
-    def _range(self, parts, what):
-        try:
-            offset, length = int(parts[1], 16) * _SECTOR, int(parts[2], 16) * _SECTOR
-        except (ValueError, IndexError):
-            raise FormatError('corrupt HyperLayer file: bad %s line %d at file offset %d'
-                              % (what, self.line_no, self.pos))
-        if length <= 0 or offset + length > self.header.volume['size']:
-            raise FormatError('corrupt HyperLayer file: %s line %d: range %d+%d outside the %d-byte volume'
-                              % (what, self.line_no, offset, length, self.header.volume['size']))
+    def _range(self, match, what, end=0):
+        """The byte range of a D or W line's hex sector fields, within the volume and at or after end."""
+        offset, length = int(match.group(1), 16) * _SECTOR, int(match.group(2), 16) * _SECTOR
+        size = self.header.volume['size']
+        if length <= 0 or offset < end or offset + length > size:
+            raise FormatError('corrupt HyperLayer file: %s line %d: range %d+%d is empty, overlaps or goes '
+                              'backwards, or leaves the %d-byte volume' % (what, self.line_no, offset, length, size))
         return offset, length
 
-    def events(self):
-        try:
+    def _events(self):
+        line = self._line()
+        while line.startswith(b'D '):
+            m = _D_LINE.match(line)
+            if not m:
+                raise FormatError('corrupt HyperLayer file: bad D line %d: %r' % (self.line_no, line[:80]))
+            offset, length = self._range(m, 'D')
+            self.counts['check'] += 1
+            yield 'check', offset, length, int(m.group(3), 16).to_bytes(4, 'big')
             line = self._line()
-            while line.startswith(b'D '):
-                parts = line.split()
-                offset, length = self._range(parts, 'D')
-                try:
-                    if len(parts) != 5 or parts[3] != b'CRC32':
-                        raise ValueError
-                    crc = int(parts[4], 16)
-                    if crc >> 32:
-                        raise ValueError
-                except ValueError:
-                    raise FormatError('corrupt HyperLayer file: bad D line %d: %r' % (self.line_no, line))
-                self.counts['check'] += 1
-                yield 'check', offset, length, crc.to_bytes(4, 'big')
+            if line == b'\n':
                 line = self._line()
-                if line == b'\n':
-                    line = self._line()
-            while line:
-                if not line.startswith(b'W ') or not line.endswith(b'\n'):
-                    raise FormatError('corrupt HyperLayer file: expected a W record at line %d, file offset %d'
-                                      % (self.line_no, self.pos - len(line)))
-                offset, length = self._range(line.split(), 'W')
-                yield from self._payload(offset, length)
-                if self.f.read(1) != b'\n':
-                    raise FormatError('corrupt or truncated HyperLayer file: W record at volume offset %d '
-                                      'is not followed by a newline (file offset %d)' % (offset, self.pos))
-                self.hasher.submit(b'\n')
-                self.pos += 1
-                self.counts['data'] += 1
-                line = self._line()
-            if self.counts['data'] != self.delta_blocks:
-                raise FormatError('truncated HyperLayer file: %d W records, the header announces %d'
-                                  % (self.counts['data'], self.delta_blocks))
-            self.size = self.pos
-            self.sha1 = self.hasher.result().hexdigest()
-        finally:
-            self.hasher.close()
+        end = 0
+        while line:
+            m = _W_LINE.match(line)
+            if not m:
+                raise FormatError('corrupt HyperLayer file: expected a W record at line %d, file offset %d'
+                                  % (self.line_no, self.pos - len(line)))
+            offset, length = self._range(m, 'W', end)
+            end = offset + length
+            yield from self._payload(offset, length)
+            if self.f.read(1) != b'\n':
+                raise FormatError('corrupt or truncated HyperLayer file: W record at volume offset %d '
+                                  'is not followed by a newline (file offset %d)' % (offset, self.pos))
+            self.hasher.submit(b'\n')
+            self.pos += 1
+            self.counts['data'] += 1
+            if self.counts['data'] > self.delta_blocks:
+                raise FormatError('corrupt HyperLayer file: more W records than the %d the header announces'
+                                  % self.delta_blocks)
+            line = self._line()
+        if self.counts['data'] != self.delta_blocks:
+            raise FormatError('truncated HyperLayer file: %d W records, the header announces %d'
+                              % (self.counts['data'], self.delta_blocks))
+        self.size = self.pos
+        self.sha1 = self.hasher.result().hexdigest()
 
     def _payload(self, offset, length):
         done = 0
