@@ -75,43 +75,103 @@ def tools_version(runner):
 # --- streaming parsers -------------------------------------------------------------
 
 
-def _feed(parser, target, stream):
-    """Feed stream to an lxml target parser; yield what the target collected per block."""
+class _Malformed(Exception):
+    """A well-formed element that thin tools never print; _feed adds the tool and the line."""
+
+
+def _bad(tag, attrib, why):
+    """A _Malformed naming the element; why is a message or the KeyError/ValueError of int()."""
+    if isinstance(why, KeyError):
+        why = 'no %s attribute' % why.args[0]
+    elif isinstance(why, ValueError):
+        why = 'attribute values must be non-negative integers'
+    shown = ''.join(' %s="%s"' % kv for kv in list(attrib.items())[:6])
+    return _Malformed('<%s%s>: %s' % (tag, shown[:300], why))
+
+
+def _line_of(prev, block, line, nth):
+    """The line of the nth element that libxml2 reported while parsing block (the error path
+    only: counting lines per element would slow every parse). Elements reported during a feed start
+    in block, or in an unfinished start tag at the end of prev; line is block's first line."""
+    lt = prev.rfind(b'<')
+    head = prev[lt:] if lt >= 0 and prev.find(b'>', lt) < 0 else b''
+    text = head + block
+    starts = [m.start() for m in re.finditer(rb'<[^/!?]', text)]
+    if not 0 < nth <= len(starts):
+        return line
+    return line - head.count(b'\n') + text.count(b'\n', 0, starts[nth - 1])
+
+
+def _feed(parser, target, stream, tool):
+    """Feed stream to an lxml target parser; yield what the target collected per block.
+    Every malformed input raises CommandError naming the tool and the line."""
     read = getattr(stream, 'read')
+    line, prev = 1, b''
     while True:
         block = read(_FEED_BLOCK)
         if not block:
             break
+        seen = target.elements
         try:
             parser.feed(block)
-        except etree.XMLSyntaxError as e:
-            raise LvdiffError('malformed thin tool output: %s' % e)
+        except etree.XMLSyntaxError as e:  # its message names the line
+            raise CommandError('%s printed malformed XML: %s' % (tool, e))
+        except _Malformed as e:
+            raise CommandError('%s printed a malformed element at line %d: %s'
+                               % (tool, _line_of(prev, block, line, target.elements - seen), e))
+        line += block.count(b'\n')
+        prev = block
         if target.runs:
             yield target.runs
             target.runs = []
     try:
         parser.close()
     except etree.XMLSyntaxError as e:
-        raise LvdiffError('truncated or malformed thin tool output: %s' % e)
+        raise CommandError('%s printed truncated or malformed XML: %s' % (tool, e))
     if target.runs:
         yield target.runs
     target.check_complete()
 
 
 def _new_parser(target):
-    return etree.XMLParser(target=target, resolve_entities=False, no_network=True, huge_tree=True)
+    # No huge_tree: it lifts libxml2's guards against entity amplification, and thin tools
+    # print neither deep trees nor long text. Entities, DTDs and the network stay off, and
+    # the targets refuse a DOCTYPE at all (doctype()).
+    return etree.XMLParser(target=target, resolve_entities=False, no_network=True, load_dtd=False)
 
 
-class _DeltaTarget:
+class _Target:
+    """What both targets share: the element count (for error lines) and no DOCTYPE."""
+
+    elements = 0  # start tags seen, to name the line of an error (see _line_of)
+
+    def doctype(self, name, pubid, system):
+        raise _Malformed('a DOCTYPE (%s), which thin tools never print; refused (entities, DTDs)'
+                         % name)
+
+    def close(self):
+        return None
+
+
+class _DeltaTarget(_Target):
     def __init__(self):
         self.runs = []
         self.superblock = {}
         self.seen_diff = False
+        self._end = 0  # end of the last run: runs ascend and do not overlap
 
     def start(self, tag, attrib):
+        self.elements += 1
         kind = _DELTA_TAGS.get(tag)
         if kind is not None:
-            self.runs.append((kind, int(attrib['begin']), int(attrib['length'])))
+            try:
+                begin, length = int(attrib['begin']), int(attrib['length'])
+            except (KeyError, ValueError) as e:
+                raise _bad(tag, attrib, e)
+            if begin < self._end or length <= 0:  # also every negative value
+                raise _bad(tag, attrib, 'runs must ascend without overlap and have a positive length')
+            self._end = begin + length
+            self.runs.append((kind, begin, length))
         elif tag == 'superblock':
             self.superblock = dict(attrib)
         elif tag == 'diff':
@@ -122,12 +182,9 @@ class _DeltaTarget:
     # No end() or data(): lxml calls only the methods a target has, and a Python call
     # per element end and per whitespace text costs more than the rest of the parse.
 
-    def close(self):
-        return None
-
     def check_complete(self):
         if not self.seen_diff:
-            raise LvdiffError('thin_delta output has no <diff> element')
+            raise CommandError('thin_delta output has no <diff> element')
 
 
 def delta_runs(stream):
@@ -136,10 +193,10 @@ def delta_runs(stream):
     kind is SAME, DIFFERENT, BASE_ONLY (left_only) or SOURCE_ONLY (right_only).
     """
     target = _DeltaTarget()
-    return _feed(_new_parser(target), target, stream)
+    return _feed(_new_parser(target), target, stream, 'thin_delta')
 
 
-class _DumpTarget:
+class _DumpTarget(_Target):
     """Collects the mapped runs of one device, coalesced in virtual (origin) space.
 
     Rust thin_dump may factor shared subtrees out as <def name> ... </def> and refer
@@ -148,7 +205,9 @@ class _DumpTarget:
     start() runs once per mapping (millions of times on a big pool), so its
     single_mapping path is inlined: the pending run is two ints, not a tuple, and
     whether mappings count is one flag, updated where in_device/def_name change.
-    There is no data() (whitespace text is ignored anyway).
+    There is no data() (whitespace text is ignored anyway). Validation costs
+    almost nothing per mapping: int() raises on a non-integer, and order (which
+    also refuses negatives) is checked only where a new run starts.
     """
 
     _PAIR = struct.Struct('<QQ')
@@ -162,20 +221,23 @@ class _DumpTarget:
         self.def_name = None
         self.defs = {}
         self.spool = None
-        # The run [_begin, _end) not yet emitted, to coalesce adjacent mappings; _end None: none.
-        self._begin = self._end = None
+        # The run [_begin, _end) not yet emitted, to coalesce adjacent mappings (empty if
+        # equal); runs must start at or after _end, which also refuses negative blocks.
+        self._begin = self._end = 0
         self._collect = False  # in_device or def_name is not None
 
     def _update_collect(self):
         self._collect = self.in_device or self.def_name is not None
 
     def _add(self, begin, length):
-        if self._end is not None:
-            if self._end == begin:
-                self._end += length
-                return
-            self._emit((self._begin, self._end - self._begin))
-        self._begin, self._end = begin, begin + length
+        if begin != self._end or length <= 0:
+            if begin < self._end or length <= 0:
+                raise _Malformed('origin block %d length %d: mappings must ascend without overlap '
+                                 'and have a positive length' % (begin, length))
+            if self._end > self._begin:
+                self._emit((self._begin, self._end - self._begin))
+            self._begin = begin
+        self._end = begin + length
 
     def _emit(self, run):
         if self.def_name is not None:
@@ -185,29 +247,46 @@ class _DumpTarget:
             self.runs.append(run)
 
     def _flush(self):
-        if self._end is not None:
+        if self._end > self._begin:
             self._emit((self._begin, self._end - self._begin))
-            self._begin = self._end = None
+        self._begin = self._end = 0
 
     def start(self, tag, attrib):
+        self.elements += 1
         if tag == 'single_mapping':
             if self._collect:
-                begin = int(attrib['origin_block'])
-                if begin == self._end:  # never true while _end is None
+                try:
+                    begin = int(attrib['origin_block'])
+                except (KeyError, ValueError) as e:
+                    raise _bad(tag, attrib, e)
+                if begin == self._end:
                     self._end = begin + 1
                 else:
-                    if self._end is not None:
+                    if begin < self._end:  # also every negative block
+                        raise _bad(tag, attrib, 'mappings must ascend without overlap')
+                    if self._end > self._begin:
                         self._emit((self._begin, self._end - self._begin))
                     self._begin, self._end = begin, begin + 1
-        elif tag == 'range_mapping':
+            return
+        try:
+            self._start(tag, attrib)
+        except (KeyError, ValueError, _Malformed) as e:
+            raise _bad(tag, attrib, e.args[0] if isinstance(e, _Malformed) else e)
+
+    def _start(self, tag, attrib):
+        if tag == 'range_mapping':
             if self._collect:
                 self._add(int(attrib['origin_begin']), int(attrib['length']))
         elif tag == 'device':
+            if self.in_device or self.def_name is not None:
+                raise _Malformed('a <device> inside a <device> or <def>')
             if attrib.get('dev_id') == self.dev_id:
                 self.in_device = True
                 self._update_collect()
                 self.device = dict(attrib)
         elif tag == 'def':
+            if self.in_device or self.def_name is not None:
+                raise _Malformed('a <def> inside a <device> or <def>')
             self._flush()
             if self.spool is None:
                 self.spool = tempfile.TemporaryFile()
@@ -216,6 +295,8 @@ class _DumpTarget:
             self._update_collect()
             self.defs[self.def_name] = [self.spool.tell(), 0]
         elif tag == 'ref':
+            if self.def_name is not None:  # replaying would read the spool being written
+                raise _Malformed('a <ref> inside a <def>')
             if self.in_device:
                 self._replay(attrib['name'])
         elif tag == 'superblock':
@@ -223,7 +304,7 @@ class _DumpTarget:
 
     def _replay(self, name):
         if name not in self.defs:
-            raise LvdiffError('thin_dump output refers to an undefined subtree %r' % name)
+            raise _Malformed('it refers to an undefined subtree %r' % name)
         offset, count = self.defs[name]
         self.spool.seek(offset)
         size = self._PAIR.size
@@ -244,9 +325,6 @@ class _DumpTarget:
             self.def_name = None
             self._update_collect()
 
-    def close(self):
-        return None
-
     def check_complete(self):
         if self.spool is not None:
             self.spool.close()
@@ -258,7 +336,7 @@ def mapped_runs(stream, dev_id):
     """Yield lists of (begin_chunk, length_chunks): the mapped chunks of device dev_id
     in thin_dump XML output, ascending and coalesced."""
     target = _DumpTarget(dev_id)
-    return _feed(_new_parser(target), target, stream)
+    return _feed(_new_parser(target), target, stream, 'thin_dump')
 
 # --- running the tools ---------------------------------------------------------------
 
