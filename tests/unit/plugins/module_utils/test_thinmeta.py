@@ -3,9 +3,13 @@ on metadata files built by thin_restore from generated pools with known truth.""
 
 import io
 import os
+import pathlib
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -337,3 +341,164 @@ def test_lock_serialises_users(tmp_path):
             with snap(ScriptedDmsetup(), tmp_path):
                 pass
     assert r.held == '-'
+
+
+# --- the lock directory (issue 9, finding 4): other users cannot plant, redirect or hold locks ---
+
+NOBODY = 65534
+TPOOL_LOCK = 'vg--x-pool-tpool.lock'
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('setpriv'),
+                                reason='needs root and setpriv to act as another user')
+
+
+def as_nobody(*argv):
+    """Run a command as the unprivileged user nobody (what a local attacker can do)."""
+    subprocess.run(['setpriv', '--reuid=%d' % NOBODY, '--regid=%d' % NOBODY, '--clear-groups'] + list(argv),
+                   check=True)
+
+
+@pytest.fixture
+def open_tmp():
+    """A directory that nobody can reach (pytest's tmp_path is root's alone)."""
+    d = tempfile.mkdtemp(prefix='lvdiff-lock-test.')
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d)
+
+
+@pytest.fixture
+def shared(open_tmp):
+    """A world-writable sticky directory like /run/lock or /tmp, and an 'outside' that must stay empty."""
+    d = open_tmp / 'shared'
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    outside = open_tmp / 'outside'
+    outside.mkdir()
+    return d, outside
+
+
+def refused(runner, lock_dir, match):
+    with pytest.raises(LvdiffError, match=match):
+        with _thinmeta.MetadataSnapshot(runner, 'vg-x', 'pool', lock_dir=str(lock_dir), lock_timeout=1):
+            raise AssertionError('the block must not run')
+    assert runner.calls == []  # refused before dmsetup ran
+
+
+def test_default_lock_dir_is_not_world_writable():
+    assert _thinmeta.MetadataSnapshot.LOCK_DIR == '/run/lvdiff.thin'
+
+
+def test_lock_dir_made_private(tmp_path):
+    old = os.umask(0)
+    try:
+        with snap(ScriptedDmsetup(), tmp_path / 'locks'):
+            pass
+    finally:
+        os.umask(old)
+    st, lock = os.lstat(tmp_path / 'locks'), os.lstat(tmp_path / 'locks' / TPOOL_LOCK)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, os.geteuid())
+    assert stat.S_ISREG(lock.st_mode) and stat.S_IMODE(lock.st_mode) == 0o600
+
+
+@needs_root
+def test_lock_dir_planted_by_another_user_is_refused(shared):
+    d, outside = shared
+    as_nobody('mkdir', '-m', '0777', str(d / 'lvdiff.thin'))
+    refused(ScriptedDmsetup(), d / 'lvdiff.thin', r'owned by uid 65534 with mode 777.*remove it')
+    as_nobody('chmod', '0700', str(d / 'lvdiff.thin'))  # even a private one: they could hold the lock
+    refused(ScriptedDmsetup(), d / 'lvdiff.thin', 'owned by uid 65534 with mode 700')
+    assert os.listdir(d / 'lvdiff.thin') == []
+
+
+@needs_root
+def test_lock_dir_symlink_is_refused(shared):
+    d, outside = shared
+    as_nobody('ln', '-s', str(outside), str(d / 'lvdiff.thin'))
+    refused(ScriptedDmsetup(), d / 'lvdiff.thin', 'a symlink or not a directory is refused')
+    assert os.listdir(outside) == []
+
+
+@needs_root
+def test_lock_dir_that_is_a_file_is_refused(shared):
+    d, outside = shared
+    as_nobody('touch', str(d / 'lvdiff.thin'))
+    refused(ScriptedDmsetup(), d / 'lvdiff.thin', 'Not a directory')
+
+
+def test_lock_dir_open_to_others_is_refused(tmp_path):
+    os.mkdir(tmp_path / 'locks', 0o755)
+    os.chmod(tmp_path / 'locks', 0o755)
+    refused(ScriptedDmsetup(), tmp_path / 'locks', 'mode 755.*no group or other access')
+
+
+@needs_root
+@pytest.mark.parametrize('plant', ['symlink', 'foreign', 'fifo', 'hardlink'])
+def test_planted_lock_file_is_refused(tmp_path, plant):
+    """Our directory with a lock that someone else made (e.g. while it was not yet private)."""
+    locks, outside = tmp_path / 'locks', tmp_path / 'outside'
+    locks.mkdir(mode=0o700)
+    outside.mkdir()
+    lock = locks / TPOOL_LOCK
+    if plant == 'symlink':
+        os.symlink(outside / 'created', lock)
+        match = 'a symlink is refused'
+    elif plant == 'foreign':
+        lock.touch()
+        os.chown(lock, NOBODY, NOBODY)
+        match = 'not a regular file of uid 0.*uid 65534'
+    elif plant == 'fifo':
+        os.mkfifo(lock)
+        match = 'not a regular file'
+    else:
+        (outside / 'precious').write_text('x')
+        os.link(outside / 'precious', lock)
+        match = '2 links'
+    refused(ScriptedDmsetup(), locks, match)
+    assert sorted(os.listdir(outside)) == (['precious'] if plant == 'hardlink' else [])
+
+
+@needs_root
+def test_an_unprivileged_user_gets_a_directory_of_its_own(open_tmp):
+    """Run as nobody (a forked child): root's directory is refused, a fresh one is made nobody's."""
+    tmp_path = open_tmp
+    os.chmod(tmp_path, 0o777)
+    (tmp_path / 'roots').mkdir(mode=0o700)
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if both behave
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            try:
+                with snap(ScriptedDmsetup(), tmp_path / 'roots'):
+                    pass
+            except LvdiffError as e:
+                if 'owned by uid 0' in str(e):
+                    with snap(ScriptedDmsetup(), tmp_path / 'mine'):
+                        code = 0 if os.stat(tmp_path / 'mine').st_uid == NOBODY else 2
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_lock_failure_is_not_called_a_timeout(tmp_path, monkeypatch):
+    """Only a lock held past the deadline is a timeout; any other flock error says what failed.
+    (flock cannot be made to fail otherwise: mocked.)"""
+    import errno
+
+    def flock(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    monkeypatch.setattr(_thinmeta.fcntl, 'flock', flock)
+    with pytest.raises(LvdiffError, match='cannot lock .*%s: No locks available' % TPOOL_LOCK) as info:
+        with snap(ScriptedDmsetup(), tmp_path):
+            pass
+    assert 'timed out' not in str(info.value)
+
+
+@pytest.mark.parametrize('vg,pool', [('-vg', 'pool'), ('vg', '../pool'), ('vg', 'po/ol'), ('vg', 'pool\n')])
+def test_bad_names_never_reach_the_lock_or_dmsetup(tmp_path, vg, pool):
+    r = ScriptedDmsetup()
+    with pytest.raises(LvdiffError, match='not a valid LVM name'):
+        _thinmeta.MetadataSnapshot(r, vg, pool, lock_dir=str(tmp_path))
+    assert r.calls == [] and os.listdir(tmp_path) == []
