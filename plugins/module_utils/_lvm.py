@@ -129,7 +129,7 @@ class Lvm:
         if rc != 0:
             if _not_found(vg, err):
                 raise LvdiffError('volume group %s does not exist on this host' % vg, stderr=err.strip())
-            raise CommandError('lvs failed for volume group %s (rc=%d): %s' % (vg, rc, err.strip()),
+            raise CommandError('lvs failed for volume group %s: %s' % (vg, err.strip()),
                                rc=rc, stderr=err)
         try:
             lvs = [LV(r) for r in json.loads(out)['report'][0]['lv']]

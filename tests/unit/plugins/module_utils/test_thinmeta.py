@@ -502,3 +502,126 @@ def test_bad_names_never_reach_the_lock_or_dmsetup(tmp_path, vg, pool):
     with pytest.raises(LvdiffError, match='not a valid LVM name'):
         _thinmeta.MetadataSnapshot(r, vg, pool, lock_dir=str(tmp_path))
     assert r.calls == [] and os.listdir(tmp_path) == []
+
+
+# --- hostile or broken tool output (issue 9, finding 9): the project's own error, naming the line ---
+
+DELTA_HEAD = (b'<superblock uuid="" time="1" transaction="2" data_block_size="128" nr_data_blocks="0">\n'
+              b'<diff left="1" right="2">\n')
+DUMP_HEAD = (b'<superblock uuid="" time="1" transaction="1" data_block_size="128" nr_data_blocks="100">\n'
+             b'<device dev_id="1" mapped_blocks="9" transaction="0" creation_time="0" snap_time="0">\n')
+LAUGHS = (b'<?xml version="1.0"?>\n<!DOCTYPE superblock [\n<!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">\n'
+          + b''.join(b'<!ENTITY %s "%s">\n' % (bytes([c + 1]), b'&%s;' % bytes([c]) * 10) for c in range(97, 106))
+          + b']>\n<superblock><diff>&j;</diff></superblock>\n')
+
+
+def delta(xml):
+    return [r for batch in _thinmeta.delta_runs(io.BytesIO(xml)) for r in batch]
+
+
+def dump(xml, dev=1):
+    return [r for batch in _thinmeta.mapped_runs(io.BytesIO(xml), dev) for r in batch]
+
+
+@pytest.mark.parametrize('parse', [delta, dump], ids=['thin_delta', 'thin_dump'])
+@pytest.mark.parametrize('xml', [
+    LAUGHS,
+    b'<!DOCTYPE superblock SYSTEM "file:///etc/passwd">\n<superblock/>',
+    b'<!DOCTYPE superblock [<!ENTITY x SYSTEM "file:///etc/hostname">]>\n<superblock>&x;</superblock>',
+    b'<!-- ' + b'x' * (600 << 10) + b' -->\n<!DOCTYPE superblock>\n<superblock/>',  # past the first block
+], ids=['billion-laughs', 'external-dtd', 'external-entity', 'late-doctype'])
+def test_doctype_refused(parse, xml):
+    with pytest.raises(CommandError, match=r'printed a malformed element at line \d+: a DOCTYPE') as info:
+        parse(xml)
+    assert info.value.msg.startswith(parse.__name__.replace('delta', 'thin_delta').replace('dump', 'thin_dump'))
+
+
+def test_billion_laughs_costs_nothing():
+    """Refused at the DOCTYPE, before any entity is expanded (huge_tree let older libxml2
+    expand a billion of them)."""
+    import time
+    start = time.process_time()
+    for dummy in range(20):
+        with pytest.raises(CommandError):
+            delta(LAUGHS)
+    assert time.process_time() - start < 1.0
+
+
+@pytest.mark.parametrize('body,line,why', [
+    (b'<same begin="0" length="4"/>\n<same begin="4"/>\n', 4, 'no length attribute'),
+    (b'<same begin="0" length="4"/>\n<different begin="4" length="x"/>\n', 4, 'non-negative integers'),
+    (b'<same begin="0" length="4"/>\n<different begin="4" length=""/>\n', 4, 'non-negative integers'),
+    (b'<left_only begin="-4" length="4"/>\n', 3, 'ascend without overlap'),
+    (b'<same begin="0" length="4"/>\n<right_only begin="2" length="4"/>\n', 4, 'ascend without overlap'),
+    (b'<same begin="8" length="4"/>\n<same begin="0" length="4"/>\n', 4, 'ascend without overlap'),
+    (b'<same begin="0" length="0"/>\n', 3, 'positive length'),
+    (b'<same begin="0" length="-3"/>\n', 3, 'positive length'),
+])
+def test_malformed_delta_elements(body, line, why):
+    with pytest.raises(CommandError, match=r'^thin_delta printed a malformed element at line %d: <\w+ .*%s'
+                       % (line, why)):
+        delta(DELTA_HEAD + body + b'</diff></superblock>')
+
+
+@pytest.mark.parametrize('body,line,why', [
+    (b'<single_mapping origin_block="0" data_block="1" time="0"/>\n<single_mapping data_block="2"/>\n', 4,
+     'no origin_block attribute'),
+    (b'<single_mapping origin_block="zero" data_block="1" time="0"/>\n', 3, 'non-negative integers'),
+    (b'<single_mapping origin_block="-1" data_block="1" time="0"/>\n', 3, 'ascend without overlap'),
+    (b'<single_mapping origin_block="0" data_block="1"/>\n<single_mapping origin_block="-5"/>\n', 4, 'ascend'),
+    (b'<single_mapping origin_block="3"/>\n<single_mapping origin_block="3"/>\n', 4, 'ascend without overlap'),
+    (b'<range_mapping origin_begin="3" data_begin="1" length="-2"/>\n', 3, 'positive length'),
+    (b'<range_mapping origin_begin="3" data_begin="1"/>\n', 3, 'no length attribute'),
+    (b'<range_mapping origin_begin="0" length="9"/>\n<single_mapping origin_block="4"/>\n', 4, 'ascend'),
+    (b'<device dev_id="2">\n</device>\n', 3, 'a <device> inside a <device>'),
+    (b'<def name="x">\n</def>\n', 3, 'a <def> inside a <device>'),
+    (b'<ref name="nope"/>\n', 3, "undefined subtree 'nope'"),
+])
+def test_malformed_dump_elements(body, line, why):
+    with pytest.raises(CommandError, match=r'^thin_dump printed a malformed element at line %d: <\w+.*%s'
+                       % (line, why)):
+        dump(DUMP_HEAD + body + b'</device></superblock>')
+
+
+@pytest.mark.parametrize('xml,why', [
+    (b'<superblock><def><single_mapping origin_block="1"/></def></superblock>', 'no name attribute'),
+    (b'<superblock><def name="a"><ref name="a"/></def></superblock>', 'a <ref> inside a <def>'),
+    (b'<superblock><def name="a"><def name="b"/></def></superblock>', 'a <def> inside a <device> or <def>'),
+])
+def test_malformed_dump_nesting(xml, why):
+    with pytest.raises(CommandError, match='thin_dump printed a malformed element at line 1: .*%s' % why):
+        dump(xml)
+
+
+@pytest.mark.parametrize('shift', [-60, -36, -35, -20, -1, 0, 1, 30])
+def test_error_line_is_exact_across_blocks(shift):
+    """The bad element lies in the second block, the first, or is split by the boundary between."""
+    good = b'    <single_mapping origin_block="%09d" data_block="0" time="0"/>\n'
+    bad = b'<single_mapping origin_block="7"/>\n'  # 35 bytes
+    start = (256 << 10) + shift  # where bad begins
+    fixed = len(DUMP_HEAD) + len(b'<!---->\n')
+    n = (start - fixed) // len(good % 0)
+    pad = b'<!--' + b'x' * (start - fixed - n * len(good % 0)) + b'-->\n'
+    head = b''.join([DUMP_HEAD, pad] + [good % i for i in range(n)])
+    assert len(head) == start
+    with pytest.raises(CommandError, match=r'at line %d: <single_mapping origin_block="7">' % (n + 4)):
+        dump(head + bad + b'</device></superblock>')
+
+
+def test_syntax_errors_name_the_tool_and_line():
+    with pytest.raises(CommandError, match=r'^thin_delta printed malformed XML: .*line 4'):
+        delta(DELTA_HEAD + b'<same begin="0" length="4"/>\n<same begin="4" length="1"</diff>')
+    with pytest.raises(CommandError, match=r"^thin_dump printed malformed XML: Entity 'x' not defined.*line 3"):
+        dump(DUMP_HEAD + b'&x;</device></superblock>')
+
+
+def test_malformed_output_of_the_real_tool_path(tmp_path, monkeypatch):
+    """Crafted output streamed through thin_delta's real path (a stand-in tool on PATH)."""
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    (tmp_path / 'out.xml').write_bytes(DELTA_HEAD + b'<same begin="0" length="-1"/>\n</diff></superblock>\n')
+    (fake / 'thin_delta').write_text('#!/bin/sh\ncat %s\n' % (tmp_path / 'out.xml'))
+    os.chmod(fake / 'thin_delta', 0o755)
+    monkeypatch.setenv('PATH', '%s:%s' % (fake, os.environ['PATH']))
+    with pytest.raises(CommandError, match='^thin_delta printed a malformed element at line 3: .*positive length'):
+        list(_thinmeta.thin_delta(Runner(), '/dev/null', 1, 2))
