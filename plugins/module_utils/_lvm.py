@@ -63,9 +63,9 @@ def _tag_args(add=(), remove=()):
 
 
 def _not_found(vg, err):
-    """Whether lvs failed because vg does not exist (LVM's own words, not any error that
-    mentions a volume group)."""
-    return ('Volume group "%s" not found' % vg) in err
+    """Whether lvs failed because vg does not exist: LVM's own line for that, not any
+    error that mentions a volume group or something not found."""
+    return ('Volume group "%s" not found' % vg) in (line.strip() for line in err.splitlines())
 
 
 class LV:
