@@ -44,7 +44,7 @@ def check_tag(tag):
 def check_size(size):
     """A volume size in bytes for LVM: a positive int. '--size -4096b' would be a relative
     shrink, so nothing else may reach lvcreate or lvresize."""
-    if type(size) is not int or not 0 < size <= _MAX_SIZE:
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= _MAX_SIZE:
         raise LvdiffError('refusing volume size %r: not a positive whole number of bytes' % (size,))
     return '%db' % size
 
