@@ -29,6 +29,15 @@ BLKGETSIZE64 = 0x80081272
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _ZEROS = bytes(1 << 20)
+_MAX_OFFSET = (1 << 63) - 1  # off_t
+
+
+def check_range(offset, length):
+    """Refuse a byte range outside 0..2**63-1 before any write: the last line of defence
+    against a malformed diff (the kernel would refuse it too, but maybe after other writes,
+    and struct/ioctl and pwritev would fail with raw errors)."""
+    if not 0 <= offset <= offset + length <= _MAX_OFFSET:
+        raise LvdiffError('refusing to write bytes %d to %d: outside 0 to 2**63-1' % (offset, offset + length))
 
 
 def lazy_buffer(size):
@@ -122,6 +131,7 @@ def write_all(fd, parts):
 
 def pwrite_all(fd, view, offset):
     view = memoryview(view).cast('B')
+    check_range(offset, len(view))
     while len(view):
         n = os.pwritev(fd, [view], offset)
         view = view[n:]
@@ -154,6 +164,7 @@ def _punch_hole(fd, offset, length):
 
 
 def write_zeros(fd, offset, length):
+    check_range(offset, length)
     while length:
         n = min(length, len(_ZEROS))
         pwrite_all(fd, memoryview(_ZEROS)[:n], offset)
@@ -168,7 +179,8 @@ def discard(fd, offset, length, block_device):
     are chunk-aligned and the pool's chunk size is checked before). Files: punch a
     hole. Where neither is supported, zeros are written, so content is always right.
     """
-    if length <= 0:
+    check_range(offset, length)
+    if not length:
         return
     try:
         if block_device:

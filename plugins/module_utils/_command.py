@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -13,6 +14,19 @@ import tempfile
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError
 
 C_LOCALE = {'LC_ALL': 'C', 'LANGUAGE': 'C'}
+# How much of a failing command's output goes into an error message (its tail: the
+# last lines say what went wrong) and how much of a streamed command's stderr is kept.
+_MSG_TAIL = 2000
+_STDERR_TAIL = 64 << 10
+
+
+def _failed(argv, rc, text):
+    """The message of a command that failed: its argv quoted as a shell would need, and
+    the tail of what it printed."""
+    text = text.strip()
+    if len(text) > _MSG_TAIL:
+        text = '...' + text[-_MSG_TAIL:]
+    return '%s failed (rc=%d): %s' % (shlex.join(argv), rc, text)
 
 
 def wait_for_children():
@@ -54,11 +68,12 @@ class Runner:
                                                    binary_data=data is not None)
         else:
             env = dict(os.environ, **self.env)
-            proc = subprocess.run(argv, input=data, capture_output=True, text=True, env=env, check=False)
+            # errors='replace': a tool printing invalid UTF-8 must not become a traceback
+            proc = subprocess.run(argv, input=data, capture_output=True, text=True, errors='replace',
+                                  env=env, check=False)
             rc, out, err = proc.returncode, proc.stdout, proc.stderr
         if check and rc != 0:
-            raise CommandError('%s failed (rc=%d): %s' % (' '.join(argv), rc, (err or out).strip()),
-                               rc=rc, stdout=out, stderr=err, cmd=argv)
+            raise CommandError(_failed(argv, rc, err or out), rc=rc, stdout=out, stderr=err, cmd=argv)
         return rc, out, err
 
     def stream(self, argv):
@@ -94,13 +109,13 @@ class Stream:
             rc = self.proc.wait()
         # rc < 0: stopped by a signal after we stopped reading (SIGPIPE, or our kill).
         stopped_by_us = exc_type is GeneratorExit or (exc_type is not None and rc < 0)
-        self._err.seek(0)
+        # Only the tail: a tool may print any amount to stderr.
+        self._err.seek(max(0, self._err.seek(0, os.SEEK_END) - _STDERR_TAIL))
         err = self._err.read().decode('utf-8', 'replace').strip()
         self._err.close()
         if rc != 0 and not stopped_by_us:
             # A failing tool explains a parse error of its partial output better than the parser.
-            raise CommandError('%s failed (rc=%d): %s' % (' '.join(self.argv), rc, err),
-                               rc=rc, stderr=err, cmd=self.argv)
+            raise CommandError(_failed(self.argv, rc, err), rc=rc, stderr=err, cmd=self.argv)
         return False
 
 

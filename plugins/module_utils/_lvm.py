@@ -9,7 +9,7 @@ import contextlib
 import json
 import re
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError, LvdiffError
 
 _FIELDS = ('lv_name,vg_name,pool_lv,thin_id,lv_uuid,lv_size,chunk_size,lv_attr,lv_tags,lv_path,'
            'transaction_id,data_percent,discards,vg_extent_size')
@@ -18,15 +18,54 @@ TAG_ORIGIN = 'lvdiff_origin:'
 TAG_DIFF = 'lvdiff_sha1:'
 # Suffix of lvpatch's temporary volume: never anyone else's, so a leftover one can be removed.
 TMP_SUFFIX = '-lvpatch-tmp'
-_NAME = re.compile(r'^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$')
+# fullmatch, not match with $: '$' also matches before a final newline.
+_NAME = re.compile(r'[A-Za-z0-9+_.][A-Za-z0-9+_.-]*')
+_TAG = re.compile(r'[A-Za-z0-9_+.:=!#&/-]+')  # LVM's tag characters (also '@' but not first)
+_MAX_SIZE = (1 << 63) - 1
 
 
 def check_name(kind, name):
-    """LVM's own rules, checked before we call it, for a clear message."""
-    if not name or len(name) > 127 or not _NAME.match(name) or name in ('.', '..'):
+    """LVM's own rules, checked before we call it, for a clear message; a name can never
+    be taken for an option (no leading '-')."""
+    if not isinstance(name, str) or not name or len(name) > 127 or not _NAME.fullmatch(name) \
+            or name in ('.', '..'):
         raise LvdiffError('%s %r is not a valid LVM name (letters, digits, + _ . -, not starting with -)'
                           % (kind, name))
     return name
+
+
+def check_tag(tag):
+    if not isinstance(tag, str) or len(tag) > 1024 or not _TAG.fullmatch(tag) or tag[0] == '-':
+        raise LvdiffError('%r is not a valid LVM tag (letters, digits, _ + . : = ! # & / -, up to 1024)'
+                          % (tag,))
+    return tag
+
+
+def check_size(size):
+    """A volume size in bytes for LVM: a positive int. '--size -4096b' would be a relative
+    shrink, so nothing else may reach lvcreate or lvresize."""
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= _MAX_SIZE:
+        raise LvdiffError('refusing volume size %r: not a positive whole number of bytes' % (size,))
+    return '%db' % size
+
+
+def _lv_arg(vg, name, kind='volume'):
+    return '%s/%s' % (check_name('volume group', vg), check_name(kind, name))
+
+
+def _tag_args(add=(), remove=()):
+    argv = []
+    for t in add:
+        argv += ['--addtag', check_tag(t)]
+    for t in remove:
+        argv += ['--deltag', check_tag(t)]
+    return argv
+
+
+def _not_found(vg, err):
+    """Whether lvs failed because vg does not exist: LVM's own line for that, not any
+    error that mentions a volume group or something not found."""
+    return ('Volume group "%s" not found' % vg) in (line.strip() for line in err.splitlines())
 
 
 class LV:
@@ -41,6 +80,8 @@ class LV:
         self.size = int(row['lv_size'] or 0)
         self.chunk_size = int(row['chunk_size'] or 0)
         self.attr = row['lv_attr']
+        if len(self.attr) < 10:
+            raise ValueError('lv_attr %r has fewer than 10 characters' % (self.attr,))
         self.tags = [t for t in (row.get('lv_tags') or '').split(',') if t]
         self.path = row.get('lv_path') or '/dev/%s/%s' % (self.vg, self.name)
         self.transaction_id = int(row['transaction_id']) if row.get('transaction_id') else None
@@ -86,14 +127,16 @@ class Lvm:
         rc, out, err = self.runner.run(['lvs', '-a', '--reportformat', 'json', '--units', 'b', '--nosuffix',
                                         '-o', _FIELDS, vg], check=False)
         if rc != 0:
-            if 'not found' in err or 'Volume group' in err:
+            if _not_found(vg, err):
                 raise LvdiffError('volume group %s does not exist on this host' % vg, stderr=err.strip())
-            raise LvdiffError('lvs failed for volume group %s: %s' % (vg, err.strip()), rc=rc, stderr=err)
+            raise CommandError('lvs failed for volume group %s: %s' % (vg, err.strip()),
+                               rc=rc, stderr=err)
         try:
-            rows = json.loads(out)['report'][0]['lv']
-        except (ValueError, KeyError, IndexError) as e:
-            raise LvdiffError('cannot read the output of lvs: %s' % e, stdout=out)
-        return dict((r['lv_name'], LV(r)) for r in rows)
+            lvs = [LV(r) for r in json.loads(out)['report'][0]['lv']]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+            raise CommandError('cannot read the output of lvs: %s: %s' % (type(e).__name__, e),
+                               stdout=out[:4096])
+        return dict((lv.name, lv) for lv in lvs)
 
     def thin(self, vg, name, what='volume'):
         """The thin volume vg/name, or a clear error."""
@@ -123,10 +166,10 @@ class Lvm:
         return self.runner.run(list(argv))
 
     def activate(self, lv):
-        self._lvm('lvchange', '--activate', 'y', '--ignoreactivationskip', '%s/%s' % (lv.vg, lv.name))
+        self._lvm('lvchange', '--activate', 'y', '--ignoreactivationskip', _lv_arg(lv.vg, lv.name))
 
     def deactivate(self, lv):
-        self._lvm('lvchange', '--activate', 'n', '%s/%s' % (lv.vg, lv.name))
+        self._lvm('lvchange', '--activate', 'n', _lv_arg(lv.vg, lv.name))
 
     @contextlib.contextmanager
     def active(self, *lvs):
@@ -142,31 +185,24 @@ class Lvm:
             for lv in reversed(activated):
                 self.deactivate(lv)
 
+    # Every name, tag and size is checked here, at the boundary: nothing reaches LVM's argv
+    # that it could take for an option or a relative size.
     def snapshot(self, vg, base, name, tags=()):
-        argv = ['lvcreate', '--snapshot', '--setactivationskip', 'n', '--name', name]
-        for t in tags:
-            argv += ['--addtag', t]
-        self._lvm(*(argv + ['%s/%s' % (vg, base)]))
+        self._lvm('lvcreate', '--snapshot', '--setactivationskip', 'n', '--name', check_name('volume', name),
+                  *_tag_args(tags), _lv_arg(vg, base))
 
     def create_thin(self, vg, pool, name, size, tags=()):
-        argv = ['lvcreate', '--thin', '--virtualsize', '%db' % size, '--name', name]
-        for t in tags:
-            argv += ['--addtag', t]
-        self._lvm(*(argv + ['%s/%s' % (vg, pool)]))
+        self._lvm('lvcreate', '--thin', '--virtualsize', check_size(size), '--name', check_name('volume', name),
+                  *_tag_args(tags), _lv_arg(vg, pool, 'thin pool'))
 
     def resize(self, vg, name, size):
-        self._lvm('lvresize', '--yes', '--force', '--size', '%db' % size, '%s/%s' % (vg, name))
+        self._lvm('lvresize', '--yes', '--force', '--size', check_size(size), _lv_arg(vg, name))
 
     def rename(self, vg, old, new):
-        self._lvm('lvrename', vg, old, new)
+        self._lvm('lvrename', check_name('volume group', vg), check_name('volume', old), check_name('volume', new))
 
     def tag(self, vg, name, add=(), remove=()):
-        argv = ['lvchange']
-        for t in add:
-            argv += ['--addtag', t]
-        for t in remove:
-            argv += ['--deltag', t]
-        self._lvm(*(argv + ['%s/%s' % (vg, name)]))
+        self._lvm('lvchange', *_tag_args(add, remove), _lv_arg(vg, name))
 
     def remove(self, vg, name):
-        self._lvm('lvremove', '--yes', '--force', '%s/%s' % (vg, name))
+        self._lvm('lvremove', '--yes', '--force', _lv_arg(vg, name))

@@ -11,10 +11,10 @@ twice as slow), so memory stays flat however many mappings a pool has.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import re
+import stat
 import struct
 import tempfile
 import time
@@ -22,6 +22,7 @@ import time
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import wait_for_children
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     CommandError, LvdiffError, MetadataSnapshotHeldError, terminate_gracefully)
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import check_name
 
 try:
     from lxml import etree
@@ -75,43 +76,103 @@ def tools_version(runner):
 # --- streaming parsers -------------------------------------------------------------
 
 
-def _feed(parser, target, stream):
-    """Feed stream to an lxml target parser; yield what the target collected per block."""
+class _Malformed(Exception):
+    """A well-formed element that thin tools never print; _feed adds the tool and the line."""
+
+
+def _bad(tag, attrib, why):
+    """A _Malformed naming the element; why is a message or the KeyError/ValueError of int()."""
+    if isinstance(why, KeyError):
+        why = 'no %s attribute' % why.args[0]
+    elif isinstance(why, ValueError):
+        why = 'attribute values must be non-negative integers'
+    shown = ''.join(' %s="%s"' % kv for kv in list(attrib.items())[:6])
+    return _Malformed('<%s%s>: %s' % (tag, shown[:300], why))
+
+
+def _line_of(prev, block, line, nth):
+    """The line of the nth element that libxml2 reported while parsing block (the error path
+    only: counting lines per element would slow every parse). Elements reported during a feed start
+    in block, or in an unfinished start tag at the end of prev; line is block's first line."""
+    lt = prev.rfind(b'<')
+    head = prev[lt:] if lt >= 0 and prev.find(b'>', lt) < 0 else b''
+    text = head + block
+    starts = [m.start() for m in re.finditer(rb'<[^/!?]', text)]
+    if not 0 < nth <= len(starts):
+        return line
+    return line - head.count(b'\n') + text.count(b'\n', 0, starts[nth - 1])
+
+
+def _feed(parser, target, stream, tool):
+    """Feed stream to an lxml target parser; yield what the target collected per block.
+    Every malformed input raises CommandError naming the tool and the line."""
     read = getattr(stream, 'read')
+    line, prev = 1, b''
     while True:
         block = read(_FEED_BLOCK)
         if not block:
             break
+        seen = target.elements
         try:
             parser.feed(block)
-        except etree.XMLSyntaxError as e:
-            raise LvdiffError('malformed thin tool output: %s' % e)
+        except etree.XMLSyntaxError as e:  # its message names the line
+            raise CommandError('%s printed malformed XML: %s' % (tool, e))
+        except _Malformed as e:
+            raise CommandError('%s printed a malformed element at line %d: %s'
+                               % (tool, _line_of(prev, block, line, target.elements - seen), e))
+        line += block.count(b'\n')
+        prev = block
         if target.runs:
             yield target.runs
             target.runs = []
     try:
         parser.close()
     except etree.XMLSyntaxError as e:
-        raise LvdiffError('truncated or malformed thin tool output: %s' % e)
+        raise CommandError('%s printed truncated or malformed XML: %s' % (tool, e))
     if target.runs:
         yield target.runs
     target.check_complete()
 
 
 def _new_parser(target):
-    return etree.XMLParser(target=target, resolve_entities=False, no_network=True, huge_tree=True)
+    # No huge_tree: it lifts libxml2's guards against entity amplification, and thin tools
+    # print neither deep trees nor long text. Entities, DTDs and the network stay off, and
+    # the targets refuse a DOCTYPE at all (doctype()).
+    return etree.XMLParser(target=target, resolve_entities=False, no_network=True, load_dtd=False)
 
 
-class _DeltaTarget:
+class _Target:
+    """What both targets share: the element count (for error lines) and no DOCTYPE."""
+
+    elements = 0  # start tags seen, to name the line of an error (see _line_of)
+
+    def doctype(self, name, pubid, system):
+        raise _Malformed('a DOCTYPE (%s), which thin tools never print; refused (entities, DTDs)'
+                         % name)
+
+    def close(self):
+        return None
+
+
+class _DeltaTarget(_Target):
     def __init__(self):
         self.runs = []
         self.superblock = {}
         self.seen_diff = False
+        self._end = 0  # end of the last run: runs ascend and do not overlap
 
     def start(self, tag, attrib):
+        self.elements += 1
         kind = _DELTA_TAGS.get(tag)
         if kind is not None:
-            self.runs.append((kind, int(attrib['begin']), int(attrib['length'])))
+            try:
+                begin, length = int(attrib['begin']), int(attrib['length'])
+            except (KeyError, ValueError) as e:
+                raise _bad(tag, attrib, e)
+            if begin < self._end or length <= 0:  # also every negative value
+                raise _bad(tag, attrib, 'runs must ascend without overlap and have a positive length')
+            self._end = begin + length
+            self.runs.append((kind, begin, length))
         elif tag == 'superblock':
             self.superblock = dict(attrib)
         elif tag == 'diff':
@@ -122,12 +183,9 @@ class _DeltaTarget:
     # No end() or data(): lxml calls only the methods a target has, and a Python call
     # per element end and per whitespace text costs more than the rest of the parse.
 
-    def close(self):
-        return None
-
     def check_complete(self):
         if not self.seen_diff:
-            raise LvdiffError('thin_delta output has no <diff> element')
+            raise CommandError('thin_delta output has no <diff> element')
 
 
 def delta_runs(stream):
@@ -136,10 +194,10 @@ def delta_runs(stream):
     kind is SAME, DIFFERENT, BASE_ONLY (left_only) or SOURCE_ONLY (right_only).
     """
     target = _DeltaTarget()
-    return _feed(_new_parser(target), target, stream)
+    return _feed(_new_parser(target), target, stream, 'thin_delta')
 
 
-class _DumpTarget:
+class _DumpTarget(_Target):
     """Collects the mapped runs of one device, coalesced in virtual (origin) space.
 
     Rust thin_dump may factor shared subtrees out as <def name> ... </def> and refer
@@ -148,7 +206,9 @@ class _DumpTarget:
     start() runs once per mapping (millions of times on a big pool), so its
     single_mapping path is inlined: the pending run is two ints, not a tuple, and
     whether mappings count is one flag, updated where in_device/def_name change.
-    There is no data() (whitespace text is ignored anyway).
+    There is no data() (whitespace text is ignored anyway). Validation costs
+    almost nothing per mapping: int() raises on a non-integer, and order (which
+    also refuses negatives) is checked only where a new run starts.
     """
 
     _PAIR = struct.Struct('<QQ')
@@ -162,20 +222,23 @@ class _DumpTarget:
         self.def_name = None
         self.defs = {}
         self.spool = None
-        # The run [_begin, _end) not yet emitted, to coalesce adjacent mappings; _end None: none.
-        self._begin = self._end = None
+        # The run [_begin, _end) not yet emitted, to coalesce adjacent mappings (empty if
+        # equal); runs must start at or after _end, which also refuses negative blocks.
+        self._begin = self._end = 0
         self._collect = False  # in_device or def_name is not None
 
     def _update_collect(self):
         self._collect = self.in_device or self.def_name is not None
 
     def _add(self, begin, length):
-        if self._end is not None:
-            if self._end == begin:
-                self._end += length
-                return
-            self._emit((self._begin, self._end - self._begin))
-        self._begin, self._end = begin, begin + length
+        if begin != self._end or length <= 0:
+            if begin < self._end or length <= 0:
+                raise _Malformed('origin block %d length %d: mappings must ascend without overlap '
+                                 'and have a positive length' % (begin, length))
+            if self._end > self._begin:
+                self._emit((self._begin, self._end - self._begin))
+            self._begin = begin
+        self._end = begin + length
 
     def _emit(self, run):
         if self.def_name is not None:
@@ -185,29 +248,46 @@ class _DumpTarget:
             self.runs.append(run)
 
     def _flush(self):
-        if self._end is not None:
+        if self._end > self._begin:
             self._emit((self._begin, self._end - self._begin))
-            self._begin = self._end = None
+        self._begin = self._end = 0
 
     def start(self, tag, attrib):
+        self.elements += 1
         if tag == 'single_mapping':
             if self._collect:
-                begin = int(attrib['origin_block'])
-                if begin == self._end:  # never true while _end is None
+                try:
+                    begin = int(attrib['origin_block'])
+                except (KeyError, ValueError) as e:
+                    raise _bad(tag, attrib, e)
+                if begin == self._end:
                     self._end = begin + 1
                 else:
-                    if self._end is not None:
+                    if begin < self._end:  # also every negative block
+                        raise _bad(tag, attrib, 'mappings must ascend without overlap')
+                    if self._end > self._begin:
                         self._emit((self._begin, self._end - self._begin))
                     self._begin, self._end = begin, begin + 1
-        elif tag == 'range_mapping':
+            return
+        try:
+            self._start(tag, attrib)
+        except (KeyError, ValueError, _Malformed) as e:
+            raise _bad(tag, attrib, e.args[0] if isinstance(e, _Malformed) else e)
+
+    def _start(self, tag, attrib):
+        if tag == 'range_mapping':
             if self._collect:
                 self._add(int(attrib['origin_begin']), int(attrib['length']))
         elif tag == 'device':
+            if self.in_device or self.def_name is not None:
+                raise _Malformed('a <device> inside a <device> or <def>')
             if attrib.get('dev_id') == self.dev_id:
                 self.in_device = True
                 self._update_collect()
                 self.device = dict(attrib)
         elif tag == 'def':
+            if self.in_device or self.def_name is not None:
+                raise _Malformed('a <def> inside a <device> or <def>')
             self._flush()
             if self.spool is None:
                 self.spool = tempfile.TemporaryFile()
@@ -216,6 +296,8 @@ class _DumpTarget:
             self._update_collect()
             self.defs[self.def_name] = [self.spool.tell(), 0]
         elif tag == 'ref':
+            if self.def_name is not None:  # replaying would read the spool being written
+                raise _Malformed('a <ref> inside a <def>')
             if self.in_device:
                 self._replay(attrib['name'])
         elif tag == 'superblock':
@@ -223,7 +305,7 @@ class _DumpTarget:
 
     def _replay(self, name):
         if name not in self.defs:
-            raise LvdiffError('thin_dump output refers to an undefined subtree %r' % name)
+            raise _Malformed('it refers to an undefined subtree %r' % name)
         offset, count = self.defs[name]
         self.spool.seek(offset)
         size = self._PAIR.size
@@ -244,9 +326,6 @@ class _DumpTarget:
             self.def_name = None
             self._update_collect()
 
-    def close(self):
-        return None
-
     def check_complete(self):
         if self.spool is not None:
             self.spool.close()
@@ -258,7 +337,7 @@ def mapped_runs(stream, dev_id):
     """Yield lists of (begin_chunk, length_chunks): the mapped chunks of device dev_id
     in thin_dump XML output, ascending and coalesced."""
     target = _DumpTarget(dev_id)
-    return _feed(_new_parser(target), target, stream)
+    return _feed(_new_parser(target), target, stream, 'thin_dump')
 
 # --- running the tools ---------------------------------------------------------------
 
@@ -295,6 +374,31 @@ def thin_mappings(runner, tmeta, dev_id, metadata_snap=True):
 # --- the pool's metadata snapshot ------------------------------------------------------
 
 
+def _private_dir(path):
+    """Open the lock directory, made with mode 0700 if missing. Refuse a symlink, a
+    non-directory, or one that is not ours or open to group or others: whoever can write
+    it could plant a symlink named like a lock (making us create a file anywhere) or hold
+    the lock and stall every run."""
+    try:
+        os.mkdir(path, 0o700)  # atomic: never exists with a wider mode
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise LvdiffError('cannot create the lock directory %s: %s' % (path, e.strerror))
+    try:  # O_PATH: fstat and openat need no read permission, which a foreign one may deny
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise LvdiffError('refusing the lock directory %s: %s (a symlink or not a directory is refused; '
+                          'remove it)' % (path, e.strerror))
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        os.close(fd)
+        raise LvdiffError('refusing the lock directory %s: owned by uid %d with mode %03o, it must be '
+                          "uid %d's with no group or other access (0700); remove it"
+                          % (path, st.st_uid, stat.S_IMODE(st.st_mode), os.geteuid()))
+    return fd
+
+
 def dm_name(vg, lv):
     """The device-mapper name of VG/LV: each '-' in a name is doubled."""
     return '%s-%s' % (vg.replace('-', '--'), lv.replace('-', '--'))
@@ -308,9 +412,13 @@ class MetadataSnapshot:
     on exceptions, and on SIGTERM/SIGHUP (turned into Terminated meanwhile).
     """
 
-    LOCK_DIR = '/run/lock/lvdiff.thin'
+    # Root's own directory, not one in /run/lock where every user may plant files (see
+    # _private_dir); lock_dir overrides it (tests).
+    LOCK_DIR = '/run/lvdiff.thin'
 
     def __init__(self, runner, vg, pool, lock_timeout=300.0, lock_dir=None):
+        check_name('volume group', vg)  # they name the lock file and dmsetup's arguments
+        check_name('thin pool', pool)
         self.runner = runner
         self.vg = vg
         self.pool = pool
@@ -331,20 +439,38 @@ class MetadataSnapshot:
         return None if fields[6] == '-' else fields[6]
 
     def _acquire_lock(self):
-        os.makedirs(self.lock_dir, exist_ok=True)
-        fd = os.open(os.path.join(self.lock_dir, self.tpool + '.lock'), os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._lock = fd
-                return
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    os.close(fd)
-                    raise LvdiffError('timed out after %.0f s waiting for the metadata lock of pool %s/%s'
-                                      % (self.lock_timeout, self.vg, self.pool))
+        path = os.path.join(self.lock_dir, self.tpool + '.lock')
+        dfd = _private_dir(self.lock_dir)
+        try:  # relative to the checked directory, so it cannot be swapped meanwhile
+            fd = os.open(self.tpool + '.lock', os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=dfd)
+        except OSError as e:
+            raise LvdiffError('cannot open the lock file %s (a symlink is refused): %s' % (path, e.strerror))
+        finally:
+            os.close(dfd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+                raise LvdiffError('refusing the lock file %s: not a regular file of uid %d with one link '
+                                  '(uid %d, mode %o, %d links); remove it' % (
+                                      path, os.geteuid(), st.st_uid, st.st_mode, st.st_nlink))
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # EWOULDBLOCK: another run holds the lock
+                    if time.monotonic() > deadline:
+                        raise LvdiffError('timed out after %.0f s waiting for the metadata lock of pool '
+                                          '%s/%s (%s): another lvdiff run holds it'
+                                          % (self.lock_timeout, self.vg, self.pool, path))
+                except OSError as e:
+                    raise LvdiffError('cannot lock %s: %s' % (path, e.strerror))
                 time.sleep(0.2)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock = fd
 
     def __enter__(self):
         self._signals = terminate_gracefully()

@@ -3,9 +3,13 @@ on metadata files built by thin_restore from generated pools with known truth.""
 
 import io
 import os
+import pathlib
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -337,3 +341,287 @@ def test_lock_serialises_users(tmp_path):
             with snap(ScriptedDmsetup(), tmp_path):
                 pass
     assert r.held == '-'
+
+
+# --- the lock directory (issue 9, finding 4): other users cannot plant, redirect or hold locks ---
+
+NOBODY = 65534
+TPOOL_LOCK = 'vg--x-pool-tpool.lock'
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('setpriv'),
+                                reason='needs root and setpriv to act as another user')
+
+
+def as_nobody(*argv):
+    """Run a command as the unprivileged user nobody (what a local attacker can do)."""
+    subprocess.run(['setpriv', '--reuid=%d' % NOBODY, '--regid=%d' % NOBODY, '--clear-groups'] + list(argv),
+                   check=True)
+
+
+@pytest.fixture
+def open_tmp():
+    """A directory that nobody can reach (pytest's tmp_path is root's alone)."""
+    d = tempfile.mkdtemp(prefix='lvdiff-lock-test.')
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d)
+
+
+@pytest.fixture
+def shared(open_tmp):
+    """A world-writable sticky directory like /run/lock or /tmp, and an 'outside' that must stay empty."""
+    d = open_tmp / 'shared'
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    outside = open_tmp / 'outside'
+    outside.mkdir()
+    return d, outside
+
+
+def refused(runner, lock_dir, match):
+    with pytest.raises(LvdiffError, match=match):
+        with _thinmeta.MetadataSnapshot(runner, 'vg-x', 'pool', lock_dir=str(lock_dir), lock_timeout=1):
+            raise AssertionError('the block must not run')
+    assert runner.calls == []  # refused before dmsetup ran
+
+
+def test_default_lock_dir_is_not_world_writable():
+    assert _thinmeta.MetadataSnapshot.LOCK_DIR == '/run/lvdiff.thin'
+
+
+def test_lock_dir_made_private(tmp_path):
+    old = os.umask(0)
+    try:
+        with snap(ScriptedDmsetup(), tmp_path / 'locks'):
+            pass
+    finally:
+        os.umask(old)
+    st, lock = os.lstat(tmp_path / 'locks'), os.lstat(tmp_path / 'locks' / TPOOL_LOCK)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, os.geteuid())
+    assert stat.S_ISREG(lock.st_mode) and stat.S_IMODE(lock.st_mode) == 0o600
+
+
+@needs_root
+def test_lock_dir_planted_by_another_user_is_refused(shared):
+    d, outside = shared
+    as_nobody('mkdir', '-m', '0777', str(d / 'lvdiff.thin'))
+    refused(ScriptedDmsetup(), d / 'lvdiff.thin', r'owned by uid 65534 with mode 777.*remove it')
+    as_nobody('chmod', '0700', str(d / 'lvdiff.thin'))  # even a private one: they could hold the lock
+    refused(ScriptedDmsetup(), d / 'lvdiff.thin', 'owned by uid 65534 with mode 700')
+    assert os.listdir(d / 'lvdiff.thin') == []
+
+
+@needs_root
+def test_lock_dir_symlink_is_refused(shared):
+    d, outside = shared
+    as_nobody('ln', '-s', str(outside), str(d / 'lvdiff.thin'))
+    refused(ScriptedDmsetup(), d / 'lvdiff.thin', 'a symlink or not a directory is refused')
+    assert os.listdir(outside) == []
+
+
+@needs_root
+def test_lock_dir_that_is_a_file_is_refused(shared):
+    d, outside = shared
+    as_nobody('touch', str(d / 'lvdiff.thin'))
+    refused(ScriptedDmsetup(), d / 'lvdiff.thin', 'Not a directory')
+
+
+def test_lock_dir_open_to_others_is_refused(tmp_path):
+    os.mkdir(tmp_path / 'locks', 0o755)
+    os.chmod(tmp_path / 'locks', 0o755)
+    refused(ScriptedDmsetup(), tmp_path / 'locks', 'mode 755.*no group or other access')
+
+
+@needs_root
+@pytest.mark.parametrize('plant', ['symlink', 'foreign', 'fifo', 'hardlink'])
+def test_planted_lock_file_is_refused(tmp_path, plant):
+    """Our directory with a lock that someone else made (e.g. while it was not yet private)."""
+    locks, outside = tmp_path / 'locks', tmp_path / 'outside'
+    locks.mkdir(mode=0o700)
+    outside.mkdir()
+    lock = locks / TPOOL_LOCK
+    if plant == 'symlink':
+        os.symlink(outside / 'created', lock)
+        match = 'a symlink is refused'
+    elif plant == 'foreign':
+        lock.touch()
+        os.chown(lock, NOBODY, NOBODY)
+        match = 'not a regular file of uid 0.*uid 65534'
+    elif plant == 'fifo':
+        os.mkfifo(lock)
+        match = 'not a regular file'
+    else:
+        (outside / 'precious').write_text('x')
+        os.link(outside / 'precious', lock)
+        match = '2 links'
+    refused(ScriptedDmsetup(), locks, match)
+    assert sorted(os.listdir(outside)) == (['precious'] if plant == 'hardlink' else [])
+
+
+@needs_root
+def test_an_unprivileged_user_gets_a_directory_of_its_own(open_tmp):
+    """Run as nobody (a forked child): root's directory is refused, a fresh one is made nobody's."""
+    tmp_path = open_tmp
+    os.chmod(tmp_path, 0o777)
+    (tmp_path / 'roots').mkdir(mode=0o700)
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if both behave
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            try:
+                with snap(ScriptedDmsetup(), tmp_path / 'roots'):
+                    pass
+            except LvdiffError as e:
+                if 'owned by uid 0' in str(e):
+                    with snap(ScriptedDmsetup(), tmp_path / 'mine'):
+                        code = 0 if os.stat(tmp_path / 'mine').st_uid == NOBODY else 2
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_lock_failure_is_not_called_a_timeout(tmp_path, monkeypatch):
+    """Only a lock held past the deadline is a timeout; any other flock error says what failed.
+    (flock cannot be made to fail otherwise: mocked.)"""
+    import errno
+
+    def flock(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    monkeypatch.setattr(_thinmeta.fcntl, 'flock', flock)
+    with pytest.raises(LvdiffError, match='cannot lock .*%s: No locks available' % TPOOL_LOCK) as info:
+        with snap(ScriptedDmsetup(), tmp_path):
+            pass
+    assert 'timed out' not in str(info.value)
+
+
+@pytest.mark.parametrize('vg,pool', [('-vg', 'pool'), ('vg', '../pool'), ('vg', 'po/ol'), ('vg', 'pool\n')])
+def test_bad_names_never_reach_the_lock_or_dmsetup(tmp_path, vg, pool):
+    r = ScriptedDmsetup()
+    with pytest.raises(LvdiffError, match='not a valid LVM name'):
+        _thinmeta.MetadataSnapshot(r, vg, pool, lock_dir=str(tmp_path))
+    assert r.calls == [] and os.listdir(tmp_path) == []
+
+
+# --- hostile or broken tool output (issue 9, finding 9): the project's own error, naming the line ---
+
+DELTA_HEAD = (b'<superblock uuid="" time="1" transaction="2" data_block_size="128" nr_data_blocks="0">\n'
+              b'<diff left="1" right="2">\n')
+DUMP_HEAD = (b'<superblock uuid="" time="1" transaction="1" data_block_size="128" nr_data_blocks="100">\n'
+             b'<device dev_id="1" mapped_blocks="9" transaction="0" creation_time="0" snap_time="0">\n')
+LAUGHS = (b'<?xml version="1.0"?>\n<!DOCTYPE superblock [\n<!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">\n'
+          + b''.join(b'<!ENTITY %s "%s">\n' % (bytes([c + 1]), b'&%s;' % bytes([c]) * 10) for c in range(97, 106))
+          + b']>\n<superblock><diff>&j;</diff></superblock>\n')
+
+
+def delta(xml):
+    return [r for batch in _thinmeta.delta_runs(io.BytesIO(xml)) for r in batch]
+
+
+def dump(xml, dev=1):
+    return [r for batch in _thinmeta.mapped_runs(io.BytesIO(xml), dev) for r in batch]
+
+
+@pytest.mark.parametrize('parse', [delta, dump], ids=['thin_delta', 'thin_dump'])
+@pytest.mark.parametrize('xml', [
+    LAUGHS,
+    b'<!DOCTYPE superblock SYSTEM "file:///etc/passwd">\n<superblock/>',
+    b'<!DOCTYPE superblock [<!ENTITY x SYSTEM "file:///etc/hostname">]>\n<superblock>&x;</superblock>',
+    b'<!-- ' + b'x' * (600 << 10) + b' -->\n<!DOCTYPE superblock>\n<superblock/>',  # past the first block
+], ids=['billion-laughs', 'external-dtd', 'external-entity', 'late-doctype'])
+def test_doctype_refused(parse, xml):
+    with pytest.raises(CommandError, match=r'printed a malformed element at line \d+: a DOCTYPE') as info:
+        parse(xml)
+    assert info.value.msg.startswith(parse.__name__.replace('delta', 'thin_delta').replace('dump', 'thin_dump'))
+
+
+def test_billion_laughs_costs_nothing():
+    """Refused at the DOCTYPE, before any entity is expanded (huge_tree let older libxml2
+    expand a billion of them)."""
+    import time
+    start = time.process_time()
+    for dummy in range(20):
+        with pytest.raises(CommandError):
+            delta(LAUGHS)
+    assert time.process_time() - start < 1.0
+
+
+@pytest.mark.parametrize('body,line,why', [
+    (b'<same begin="0" length="4"/>\n<same begin="4"/>\n', 4, 'no length attribute'),
+    (b'<same begin="0" length="4"/>\n<different begin="4" length="x"/>\n', 4, 'non-negative integers'),
+    (b'<same begin="0" length="4"/>\n<different begin="4" length=""/>\n', 4, 'non-negative integers'),
+    (b'<left_only begin="-4" length="4"/>\n', 3, 'ascend without overlap'),
+    (b'<same begin="0" length="4"/>\n<right_only begin="2" length="4"/>\n', 4, 'ascend without overlap'),
+    (b'<same begin="8" length="4"/>\n<same begin="0" length="4"/>\n', 4, 'ascend without overlap'),
+    (b'<same begin="0" length="0"/>\n', 3, 'positive length'),
+    (b'<same begin="0" length="-3"/>\n', 3, 'positive length'),
+])
+def test_malformed_delta_elements(body, line, why):
+    with pytest.raises(CommandError, match=r'^thin_delta printed a malformed element at line %d: <\w+ .*%s'
+                       % (line, why)):
+        delta(DELTA_HEAD + body + b'</diff></superblock>')
+
+
+@pytest.mark.parametrize('body,line,why', [
+    (b'<single_mapping origin_block="0" data_block="1" time="0"/>\n<single_mapping data_block="2"/>\n', 4,
+     'no origin_block attribute'),
+    (b'<single_mapping origin_block="zero" data_block="1" time="0"/>\n', 3, 'non-negative integers'),
+    (b'<single_mapping origin_block="-1" data_block="1" time="0"/>\n', 3, 'ascend without overlap'),
+    (b'<single_mapping origin_block="0" data_block="1"/>\n<single_mapping origin_block="-5"/>\n', 4, 'ascend'),
+    (b'<single_mapping origin_block="3"/>\n<single_mapping origin_block="3"/>\n', 4, 'ascend without overlap'),
+    (b'<range_mapping origin_begin="3" data_begin="1" length="-2"/>\n', 3, 'positive length'),
+    (b'<range_mapping origin_begin="3" data_begin="1"/>\n', 3, 'no length attribute'),
+    (b'<range_mapping origin_begin="0" length="9"/>\n<single_mapping origin_block="4"/>\n', 4, 'ascend'),
+    (b'<device dev_id="2">\n</device>\n', 3, 'a <device> inside a <device>'),
+    (b'<def name="x">\n</def>\n', 3, 'a <def> inside a <device>'),
+    (b'<ref name="nope"/>\n', 3, "undefined subtree 'nope'"),
+])
+def test_malformed_dump_elements(body, line, why):
+    with pytest.raises(CommandError, match=r'^thin_dump printed a malformed element at line %d: <\w+.*%s'
+                       % (line, why)):
+        dump(DUMP_HEAD + body + b'</device></superblock>')
+
+
+@pytest.mark.parametrize('xml,why', [
+    (b'<superblock><def><single_mapping origin_block="1"/></def></superblock>', 'no name attribute'),
+    (b'<superblock><def name="a"><ref name="a"/></def></superblock>', 'a <ref> inside a <def>'),
+    (b'<superblock><def name="a"><def name="b"/></def></superblock>', 'a <def> inside a <device> or <def>'),
+])
+def test_malformed_dump_nesting(xml, why):
+    with pytest.raises(CommandError, match='thin_dump printed a malformed element at line 1: .*%s' % why):
+        dump(xml)
+
+
+@pytest.mark.parametrize('shift', [-60, -36, -35, -20, -1, 0, 1, 30])
+def test_error_line_is_exact_across_blocks(shift):
+    """The bad element lies in the second block, the first, or is split by the boundary between."""
+    good = b'    <single_mapping origin_block="%09d" data_block="0" time="0"/>\n'
+    bad = b'<single_mapping origin_block="7"/>\n'  # 35 bytes
+    start = (256 << 10) + shift  # where bad begins
+    fixed = len(DUMP_HEAD) + len(b'<!---->\n')
+    n = (start - fixed) // len(good % 0)
+    pad = b'<!--' + b'x' * (start - fixed - n * len(good % 0)) + b'-->\n'
+    head = b''.join([DUMP_HEAD, pad] + [good % i for i in range(n)])
+    assert len(head) == start
+    with pytest.raises(CommandError, match=r'at line %d: <single_mapping origin_block="7">' % (n + 4)):
+        dump(head + bad + b'</device></superblock>')
+
+
+def test_syntax_errors_name_the_tool_and_line():
+    with pytest.raises(CommandError, match=r'^thin_delta printed malformed XML: .*line 4'):
+        delta(DELTA_HEAD + b'<same begin="0" length="4"/>\n<same begin="4" length="1"</diff>')
+    with pytest.raises(CommandError, match=r"^thin_dump printed malformed XML: Entity 'x' not defined.*line 3"):
+        dump(DUMP_HEAD + b'&x;</device></superblock>')
+
+
+def test_malformed_output_of_the_real_tool_path(tmp_path, monkeypatch):
+    """Crafted output streamed through thin_delta's real path (a stand-in tool on PATH)."""
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    (tmp_path / 'out.xml').write_bytes(DELTA_HEAD + b'<same begin="0" length="-1"/>\n</diff></superblock>\n')
+    (fake / 'thin_delta').write_text('#!/bin/sh\ncat %s\n' % (tmp_path / 'out.xml'))
+    os.chmod(fake / 'thin_delta', 0o755)
+    monkeypatch.setenv('PATH', '%s:%s' % (fake, os.environ['PATH']))
+    with pytest.raises(CommandError, match='^thin_delta printed a malformed element at line 3: .*positive length'):
+        list(_thinmeta.thin_delta(Runner(), '/dev/null', 1, 2))

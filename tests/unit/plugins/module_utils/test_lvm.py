@@ -1,0 +1,170 @@
+"""_lvm: the argv given to LVM, every name, tag and size checked at that boundary, and lvs's
+failures told apart. LVM cannot run here (no device-mapper); its answers are scripted, with the
+real wording of its messages (error paths of external commands)."""
+
+import json
+
+import pytest
+
+from ansible_collections.lvdiff.thin.plugins.module_utils import _lvm
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError, LvdiffError
+
+ROW = {'lv_name': 'data', 'vg_name': 'vg0', 'pool_lv': 'pool', 'thin_id': '3', 'lv_uuid': 'U-1',
+       'lv_size': '1073741824', 'chunk_size': '65536', 'lv_attr': 'Vwi-a-tz--', 'lv_tags': 'a,b',
+       'lv_path': '/dev/vg0/data', 'transaction_id': '', 'data_percent': '12.50', 'discards': '',
+       'vg_extent_size': '4194304'}
+POOL = dict(ROW, lv_name='pool', pool_lv='', thin_id='', lv_attr='twi-aotz--', lv_tags='', transaction_id='7')
+
+
+class ScriptedLvm:
+    """Records argv; answers lvs with rows or a failure."""
+
+    def __init__(self, rows=(ROW, POOL), rc=0, err='', out=None):
+        self.calls = []
+        self.rc, self.err = rc, err
+        self.out = out if out is not None else json.dumps({'report': [{'lv': list(rows)}]})
+
+    def run(self, argv, check=True, data=None):
+        self.calls.append(list(argv))
+        if argv[0] == 'lvs':
+            return self.rc, self.out, self.err
+        return 0, '', ''
+
+
+def lvm(**kw):
+    r = ScriptedLvm(**kw)
+    return _lvm.Lvm(r), r
+
+
+def test_lvs_argv_and_rows():
+    m, r = lvm()
+    lvs = m.lvs('vg0')
+    assert r.calls == [['lvs', '-a', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', _lvm._FIELDS,
+                        'vg0']]
+    lv = lvs['data']
+    assert (lv.vg, lv.pool, lv.thin_id, lv.size, lv.is_thin, lv.active, lv.tags) == (
+        'vg0', 'pool', 3, 1 << 30, True, True, ['a', 'b'])
+    assert lvs['pool'].is_pool and lvs['pool'].transaction_id == 7
+
+
+def test_missing_volume_group():
+    m, r = lvm(rc=5, err='  Volume group "vgnope" not found\n  Cannot process volume group vgnope\n')
+    with pytest.raises(LvdiffError, match='^volume group vgnope does not exist on this host$'):
+        m.lvs('vgnope')
+
+
+@pytest.mark.parametrize('err', [
+    # other failures that mention a volume group, or something not found, keep lvs's words
+    '  Volume group "vg0" is exported\n',
+    '  WARNING: Couldn\'t find device with uuid abc.\n  WARNING: VG vg0 is missing PV abc (last written to '
+    '/dev/sdb).\n  Volume group "vg0" not found or inconsistent.\n',
+    '  /run/lock/lvm/V_vg0:aux: open failed: Permission denied\n  Can\'t get lock for vg0\n'
+    '  Cannot process volume group vg0\n',
+    '  Volume group "vg01" not found\n',  # another VG's name
+])
+def test_other_lvs_failures_keep_stderr(err):
+    m, r = lvm(rc=5, err=err)
+    with pytest.raises(CommandError) as info:
+        m.lvs('vg0')
+    assert 'does not exist' not in info.value.msg
+    assert info.value.msg == 'lvs failed for volume group vg0: %s' % err.strip()
+    assert info.value.details['stderr'] == err and info.value.details['rc'] == 5
+
+
+@pytest.mark.parametrize('out', [
+    'not json', '{}', '{"report": []}', '{"report": [{"lv": [{"lv_name": "x"}]}]}',
+    json.dumps({'report': [{'lv': [dict(ROW, lv_size='12x')]}]}),
+    json.dumps({'report': [{'lv': [dict(ROW, lv_attr='V')]}]}),
+    json.dumps({'report': [{'lv': [dict(ROW, thin_id='3.5')]}]}),
+    json.dumps({'report': [{'lv': None}]}),
+])
+def test_unreadable_lvs_output(out):
+    m, r = lvm(out=out)
+    with pytest.raises(CommandError, match='^cannot read the output of lvs: '):
+        m.lvs('vg0')
+
+
+BAD_NAMES = ['', '-vg', '--help', '-', 'a/b', '../x', 'x\n', 'a b', '.', '..', 'a' * 128, None, 3, 'ä']
+
+
+def every_call(m, vg='vg0', name='data', size=4096, tag='lvdiff_sha1:ab'):
+    """Each changing method of Lvm, with one argument replaced."""
+    lv = _lvm.LV(dict(ROW, vg_name=vg, lv_name=name))
+    return [
+        lambda: m.snapshot(vg, name, name, tags=[tag]),
+        lambda: m.create_thin(vg, name, name, size, tags=[tag]),
+        lambda: m.resize(vg, name, size),
+        lambda: m.rename(vg, name, name),
+        lambda: m.tag(vg, name, add=[tag], remove=[tag]),
+        lambda: m.remove(vg, name),
+        lambda: m.activate(lv),
+        lambda: m.deactivate(lv),
+    ]
+
+
+def test_argv_of_every_change():
+    m, r = lvm()
+    for call in every_call(m):
+        call()
+    assert r.calls == [
+        ['lvcreate', '--snapshot', '--setactivationskip', 'n', '--name', 'data', '--addtag', 'lvdiff_sha1:ab',
+         'vg0/data'],
+        ['lvcreate', '--thin', '--virtualsize', '4096b', '--name', 'data', '--addtag', 'lvdiff_sha1:ab',
+         'vg0/data'],
+        ['lvresize', '--yes', '--force', '--size', '4096b', 'vg0/data'],
+        ['lvrename', 'vg0', 'data', 'data'],
+        ['lvchange', '--addtag', 'lvdiff_sha1:ab', '--deltag', 'lvdiff_sha1:ab', 'vg0/data'],
+        ['lvremove', '--yes', '--force', 'vg0/data'],
+        ['lvchange', '--activate', 'y', '--ignoreactivationskip', 'vg0/data'],
+        ['lvchange', '--activate', 'n', 'vg0/data'],
+    ]
+
+
+@pytest.mark.parametrize('bad', BAD_NAMES)
+@pytest.mark.parametrize('where', ['vg', 'name'])
+def test_bad_names_never_reach_lvm(bad, where):
+    m, r = lvm()
+    for i, call in enumerate(every_call(m, **{where: bad})):
+        with pytest.raises(LvdiffError, match='is not a valid LVM name'):
+            call()
+    assert r.calls == []
+    with pytest.raises(LvdiffError, match='is not a valid LVM name'):
+        m.lvs(bad) if where == 'vg' else m.thin('vg0', bad)
+    assert r.calls == []
+
+
+@pytest.mark.parametrize('size', [-4096, -1, 0, 4096.0, 4096.5, True, '4096', None, 1 << 63])
+def test_sizes_that_are_not_positive_integers_never_reach_lvm(size):
+    """'--size -4096b' would be a relative shrink (the audit's negative volume.size)."""
+    m, r = lvm()
+    for call in every_call(m, size=size)[1:3]:
+        with pytest.raises(LvdiffError, match='refusing volume size .*not a positive whole number of bytes'):
+            call()
+    assert r.calls == []
+
+
+def test_largest_size_passes():
+    m, r = lvm()
+    m.resize('vg0', 'data', (1 << 63) - 1)
+    assert r.calls[0][4] == '%db' % ((1 << 63) - 1)
+
+
+@pytest.mark.parametrize('tag', ['', '-x', 'lvdiff_origin:a b', 'lvdiff_sha1:ab\n', 'x' * 1025, 'a;b', 'a"b', None])
+def test_bad_tags_never_reach_lvm(tag):
+    m, r = lvm()
+    for i in (0, 1, 4):
+        with pytest.raises(LvdiffError, match='is not a valid LVM tag'):
+            every_call(m, tag=tag)[i]()
+    assert r.calls == []
+
+
+def test_thin_and_pool_lookups():
+    m, r = lvm()
+    assert m.thin('vg0', 'data').thin_id == 3
+    assert m.pool_of(m.thin('vg0', 'data')).name == 'pool'
+    with pytest.raises(LvdiffError, match='volume vg0/nope does not exist'):
+        m.thin('vg0', 'nope')
+    with pytest.raises(LvdiffError, match='is not a thin volume'):
+        m.thin('vg0', 'pool')
+    with pytest.raises(LvdiffError, match='thin pool vg0/data does not exist'):
+        m.pool('vg0', 'data')
