@@ -17,8 +17,12 @@ description:
   - Without O(base), writes a full image of the chunks mapped in O(lv) (C(thin_dump)).
   - Reads data only from the named thin volumes while a metadata snapshot pins the pool's mappings.
     Inactive or activation-skip volumes are activated for the run and deactivated afterwards.
-  - O(dest) is written to a temporary file in the same directory and renamed; it is either complete or
-    untouched. A run interrupted by SIGTERM leaves neither a partial file nor a held metadata snapshot.
+  - O(dest) is written to a temporary file C(.NAME.XXXXXXXX.part) in the same directory and renamed; it is
+    either complete or untouched. A run interrupted by SIGTERM leaves neither a partial file nor a held metadata
+    snapshot. Temporary files of O(dest) that a killed run left behind are removed by the next run (not in
+    check mode), but only regular files owned by the user running the module that no running lvdiff is writing.
+  - The diff holds the volume's data. It is created with mode V(0600), owned by the user running the module,
+    and never has a wider mode at any moment; an O(dest) it replaces does not pass on its mode or owner.
   - The file format is specified in the collection's C(docs/format.md). Restore with M(lvdiff.thin.lvpatch).
 author:
   - lvdiff.thin contributors (!UNKNOWN)
@@ -81,6 +85,11 @@ notes:
   - Idempotence. O(dest) is left alone (RV(ignore:changed=false)) when it is a valid diff of the same O(lv) and
     O(base) (LVM UUIDs, thin ids), with the same options, and both volumes are read-only.
     Data in a writable volume can change without any metadata change, so its diff is always rewritten.
+  - A HyperLayer file records less, namely the volume's name, UUID and size, the base's UUID, the chunk size, the
+    checksum level and the pairs. That is what is compared for O(format=hyperlayer); the base's UUID stands
+    for the base (a thin volume keeps its UUID and thin id for life).
+  - An O(dest) that is not a regular file owned by the user running the module (a symlink, another user's
+    file) is never read or kept; it is replaced by a new diff, and a symlink is replaced, not followed.
   - The pool's transaction id is recorded in the header but is not part of that identity. LVM advances it
     whenever any thin volume of the pool is created or removed, which says nothing about these two read-only
     volumes. So a diff file of an interrupted replication stays valid, and its transfer resumes.
@@ -124,47 +133,62 @@ EXAMPLES = r'''
 
 RETURN = r'''
 dest:
-  description: Path of the diff file.
+  description: Path of the diff file, as given in O(dest).
   returned: always
   type: str
   sample: /var/backups/data-snap-2.lvdiff
 size:
-  description: Size of the diff file in bytes (in check mode, the expected size).
+  description:
+    - Size of the diff file in bytes.
+    - In check mode, unless O(dest) already holds this diff, the size a run would write (exact for
+      O(format=lvdiff); for O(format=hyperlayer) within a few bytes per record).
   returned: always
   type: int
   sample: 209716342
 sha1:
-  description: SHA-1 of the whole diff file, equal to C(sha1sum) of it. Not returned in check mode.
-  returned: success and not check mode
+  description: SHA-1 of the whole diff file, equal to C(sha1sum) of it.
+  returned: when O(dest) was written, or kept because it already held this diff (then also in check mode)
   type: str
   sample: 3f786850e387550fdab836ed7e6dc881de23001b
 chunk_size:
-  description: The pool's chunk size in bytes.
+  description: The pool's chunk size in bytes, the unit of RV(data_chunks) and RV(discard_chunks).
   returned: always
   type: int
   sample: 65536
 volume_size:
-  description: Size of O(lv) in bytes.
+  description: Size of O(lv) in bytes, which the restored volume will have.
   returned: always
   type: int
   sample: 10737418240
 data_chunks:
-  description: Chunks whose data the diff carries.
+  description:
+    - Chunks whose data the diff carries, that is chunks of O(lv) that differ from O(base) or are mapped only
+      in O(lv) (for a full image, every mapped chunk).
+    - For an O(format=hyperlayer) file kept unchanged (RV(ignore:changed=false)) it counts every W record, which
+      includes the chunks of zeros that stand for discarded chunks, and RV(discard_chunks) is 0, as the file cannot
+      tell them apart. Their sum is the same as when the file was written.
   returned: always
   type: int
   sample: 3200
 discard_chunks:
-  description: Chunks the diff discards on the target.
+  description:
+    - Chunks mapped in O(base) but no longer in O(lv) (discarded, or past a shrunk end); the receiver unmaps them.
+    - O(format=hyperlayer) has no discard record and writes them as chunks of zeros.
   returned: always
   type: int
   sample: 12
 checks:
-  description: Number of base-check records.
+  description:
+    - Number of base-check records, each the checksum of one range of O(base) that the receiver verifies
+      before it writes anything (O(checksum_level) decides which ranges). 0 for a full image or at level 0.
+    - An O(format=lvdiff) check covers up to 4 MiB, an O(format=hyperlayer) check (a C(D) line) one chunk, so
+      at level 3 a HyperLayer file has more of them.
+    - The same number as C(records.check) of M(lvdiff.thin.lvdiff_info).
   returned: always
   type: int
   sample: 89
 pairs:
-  description: The user pairs in the header.
+  description: The user pairs stored in the header (O(pairs), values as text).
   returned: always
   type: dict
   sample: {host: web1}
@@ -179,7 +203,7 @@ base_uuid:
   type: str
   sample: 0Hd2Yi-4nkH-o1Ro-9vSP-Z2kC-Zr3X-yLnZ1d
 format:
-  description: The file format written.
+  description: The file format written, O(format).
   returned: always
   type: str
   sample: lvdiff
