@@ -429,7 +429,10 @@ def _write(module, dest, header, plan, lv, base, fmt):
         fds.append(_open_volume(lv, 'volume'))
         if base is not None:
             fds.append(_open_volume(base, 'base volume'))
-        fd, tmp = _create_part(dest)
+        try:
+            fd, tmp = _create_part(dest)
+        except OSError as e:
+            raise LvdiffError('cannot create a temporary file next to %s: %s' % (dest, e.strerror))
         fds.append(fd)
         module.add_cleanup_file(tmp)
         try:

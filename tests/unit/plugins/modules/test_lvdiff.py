@@ -327,3 +327,13 @@ def test_unreadable_volume_is_named(world, run_module, which):
         what, which, world.lvs[which].path)), res['msg']
     assert 'writing' not in res['msg']
     assert [e for e in os.listdir(world.out)] == [], 'nothing was created'
+
+
+def test_an_unwritable_directory_is_named(world, run_module, monkeypatch):
+    """Root writes any directory: the refusal is faked."""
+    def refuse(*a, **kw):
+        raise PermissionError(13, 'Permission denied')
+    monkeypatch.setattr(lvdiff.tempfile, 'mkstemp', refuse)
+    rc, res = run_module(lvdiff, args(world))
+    dest = args(world)['dest']
+    assert rc == 1 and res['msg'] == 'cannot create a temporary file next to %s: Permission denied' % dest
