@@ -228,7 +228,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
-    FormatError, LvdiffError, run_module)
+    LvdiffError, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT, Plan
@@ -286,8 +286,8 @@ def _existing(dest, header):
             if _identity(reader.header) != _identity(header):
                 return None
             return _diffio.verify(reader)
-        except FormatError:
-            return None
+        except (LvdiffError, OSError):
+            return None  # not a valid diff (or unreadable): rewrite it
 
 
 def _part_name(dest):
