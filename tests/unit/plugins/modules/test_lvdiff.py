@@ -11,6 +11,7 @@ import os
 import stat
 
 import pytest
+import yaml
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
@@ -90,7 +91,6 @@ def args(world, name='d.lvdiff', **kw):
 
 
 def documented(module):
-    import yaml
     return set(yaml.safe_load(module.RETURN)) | {'changed', 'failed', 'msg', 'invocation'}
 
 
@@ -326,7 +326,7 @@ def test_unreadable_volume_is_named(world, run_module, which):
     assert res['msg'].startswith('cannot open %s vg/%s (%s) for reading: No such file' % (
         what, which, world.lvs[which].path)), res['msg']
     assert 'writing' not in res['msg']
-    assert [e for e in os.listdir(world.out)] == [], 'nothing was created'
+    assert os.listdir(world.out) == [], 'nothing was created'
 
 
 def test_an_unwritable_directory_is_named(world, run_module, monkeypatch):
