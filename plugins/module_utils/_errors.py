@@ -61,7 +61,13 @@ def terminate_gracefully():
 
 def run_module(module, main):
     """Call main(module) with signals made graceful; exit_json its result, or
-    fail_json with an LvdiffError's message and details (no traceback)."""
+    fail_json with an LvdiffError's message and details (no traceback).
+
+    The result is what the module returns and its docs say: AnsibleModule's add_path_info
+    would otherwise add (and overwrite) size, mode, state, owner... from a stat of whatever
+    the result's ``dest`` or ``path`` names (lvdiff's old dest in check mode, lvpatch's
+    /dev symlink)."""
+    module.add_path_info = lambda kwargs: kwargs
     try:
         with terminate_gracefully():
             result = main(module)

@@ -17,8 +17,12 @@ description:
   - Without O(base), writes a full image of the chunks mapped in O(lv) (C(thin_dump)).
   - Reads data only from the named thin volumes while a metadata snapshot pins the pool's mappings.
     Inactive or activation-skip volumes are activated for the run and deactivated afterwards.
-  - O(dest) is written to a temporary file in the same directory and renamed; it is either complete or
-    untouched. A run interrupted by SIGTERM leaves neither a partial file nor a held metadata snapshot.
+  - O(dest) is written to a temporary file C(.NAME.XXXXXXXX.part) in the same directory and renamed; it is
+    either complete or untouched. A run interrupted by SIGTERM leaves neither a partial file nor a held metadata
+    snapshot. Temporary files of O(dest) that a killed run left behind are removed by the next run (not in
+    check mode), but only regular files owned by the user running the module that no running lvdiff is writing.
+  - The diff holds the volume's data. It is created with mode V(0600), owned by the user running the module,
+    and never has a wider mode at any moment; an O(dest) it replaces does not pass on its mode or owner.
   - The file format is specified in the collection's C(docs/format.md). Restore with M(lvdiff.thin.lvpatch).
 author:
   - lvdiff.thin contributors (!UNKNOWN)
@@ -81,6 +85,11 @@ notes:
   - Idempotence. O(dest) is left alone (RV(ignore:changed=false)) when it is a valid diff of the same O(lv) and
     O(base) (LVM UUIDs, thin ids), with the same options, and both volumes are read-only.
     Data in a writable volume can change without any metadata change, so its diff is always rewritten.
+  - A HyperLayer file records less, namely the volume's name, UUID and size, the base's UUID, the chunk size, the
+    checksum level and the pairs. That is what is compared for O(format=hyperlayer); the base's UUID stands
+    for the base (a thin volume keeps its UUID and thin id for life).
+  - An O(dest) that is not a regular file owned by the user running the module (a symlink, another user's
+    file) is never read or kept; it is replaced by a new diff, and a symlink is replaced, not followed.
   - The pool's transaction id is recorded in the header but is not part of that identity. LVM advances it
     whenever any thin volume of the pool is created or removed, which says nothing about these two read-only
     volumes. So a diff file of an interrupted replication stays valid, and its transfer resumes.
@@ -124,47 +133,62 @@ EXAMPLES = r'''
 
 RETURN = r'''
 dest:
-  description: Path of the diff file.
+  description: Path of the diff file, as given in O(dest).
   returned: always
   type: str
   sample: /var/backups/data-snap-2.lvdiff
 size:
-  description: Size of the diff file in bytes (in check mode, the expected size).
+  description:
+    - Size of the diff file in bytes.
+    - In check mode, unless O(dest) already holds this diff, the size a run would write (exact for
+      O(format=lvdiff); for O(format=hyperlayer) within a few bytes per record).
   returned: always
   type: int
   sample: 209716342
 sha1:
-  description: SHA-1 of the whole diff file, equal to C(sha1sum) of it. Not returned in check mode.
-  returned: success and not check mode
+  description: SHA-1 of the whole diff file, equal to C(sha1sum) of it.
+  returned: when O(dest) was written, or kept because it already held this diff (then also in check mode)
   type: str
   sample: 3f786850e387550fdab836ed7e6dc881de23001b
 chunk_size:
-  description: The pool's chunk size in bytes.
+  description: The pool's chunk size in bytes, the unit of RV(data_chunks) and RV(discard_chunks).
   returned: always
   type: int
   sample: 65536
 volume_size:
-  description: Size of O(lv) in bytes.
+  description: Size of O(lv) in bytes, which the restored volume will have.
   returned: always
   type: int
   sample: 10737418240
 data_chunks:
-  description: Chunks whose data the diff carries.
+  description:
+    - Chunks whose data the diff carries, that is chunks of O(lv) that differ from O(base) or are mapped only
+      in O(lv) (for a full image, every mapped chunk).
+    - For an O(format=hyperlayer) file kept unchanged (RV(ignore:changed=false)) it counts every W record, which
+      includes the chunks of zeros that stand for discarded chunks, and RV(discard_chunks) is 0, as the file cannot
+      tell them apart. Their sum is the same as when the file was written.
   returned: always
   type: int
   sample: 3200
 discard_chunks:
-  description: Chunks the diff discards on the target.
+  description:
+    - Chunks mapped in O(base) but no longer in O(lv) (discarded, or past a shrunk end); the receiver unmaps them.
+    - O(format=hyperlayer) has no discard record and writes them as chunks of zeros.
   returned: always
   type: int
   sample: 12
 checks:
-  description: Number of base-check records.
+  description:
+    - Number of base-check records, each the checksum of one range of O(base) that the receiver verifies
+      before it writes anything (O(checksum_level) decides which ranges). 0 for a full image or at level 0.
+    - An O(format=lvdiff) check covers up to 4 MiB, an O(format=hyperlayer) check (a C(D) line) one chunk, so
+      at level 3 a HyperLayer file has more of them.
+    - The same number as C(records.check) of M(lvdiff.thin.lvdiff_info).
   returned: always
   type: int
   sample: 89
 pairs:
-  description: The user pairs in the header.
+  description: The user pairs stored in the header (O(pairs), values as text).
   returned: always
   type: dict
   sample: {host: web1}
@@ -179,7 +203,7 @@ base_uuid:
   type: str
   sample: 0Hd2Yi-4nkH-o1Ro-9vSP-Z2kC-Zr3X-yLnZ1d
 format:
-  description: The file format written.
+  description: The file format written, O(format).
   returned: always
   type: str
   sample: lvdiff
@@ -191,7 +215,11 @@ thin_tools_version:
 '''
 
 import datetime
+import errno
+import fcntl
 import os
+import re
+import stat
 import tempfile
 import zlib
 
@@ -200,10 +228,10 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
-    FormatError, LvdiffError, run_module)
+    LvdiffError, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
-from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT, Plan
 
 
 def _pairs(raw):
@@ -217,22 +245,107 @@ def _pairs(raw):
 
 def _identity(header):
     """What makes two diffs of the same read-only volumes the same diff (not the pool transaction, which
-    moves with every thin volume created or removed anywhere in the pool)."""
+    moves with every thin volume created or removed anywhere in the pool). A HyperLayer file records
+    only the volume's name, UUID and size and the base's UUID: compare what it records."""
     d = header.as_dict()
-    return [d[k] for k in ('volume', 'base', 'chunk_size', 'checksum_level', 'pairs', 'format')]
+    volume, base = d['volume'], d['base']
+    if header.format == 'hyperlayer':
+        volume = dict((k, volume[k]) for k in ('name', 'uuid', 'size'))
+        base = base and {'uuid': base['uuid']}
+    return [volume, base] + [d[k] for k in ('chunk_size', 'checksum_level', 'pairs', 'format')]
+
+
+def _ours(path, st=None):
+    """os.lstat(path) if path is a regular file that we own, else None. What another user made
+    (a symlink, a FIFO, a file of theirs in a shared directory) is never read, kept or removed."""
+    try:
+        st = st or os.lstat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() else None
+
+
+def _same_file(a, b):
+    return b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _existing(dest, header):
-    """The summary of dest if it is a valid diff with header's identity, else None."""
-    if not os.path.exists(dest):
+    """The summary of dest if it is a valid diff with header's identity that we wrote, else None."""
+    st = _ours(dest)
+    if st is None:
         return None
     try:
-        with _diffio.open_diff(dest) as reader:
+        fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    with os.fdopen(fd, 'rb', buffering=1 << 20) as f:
+        if not _same_file(st, _ours(dest, os.fstat(fd))):
+            return None  # replaced between the lstat and the open
+        try:
+            reader = _diffio.open_reader(f)
             if _identity(reader.header) != _identity(header):
                 return None
             return _diffio.verify(reader)
-    except FormatError:
-        return None
+        except (LvdiffError, OSError):
+            return None  # not a valid diff (or unreadable): rewrite it
+
+
+def _part_name(dest):
+    """The pattern of our temporary files for dest: tempfile.mkstemp's 8 random characters."""
+    return re.compile(r'\.%s\.[a-z0-9_]{8}\.part\Z' % re.escape(os.path.basename(dest)), re.DOTALL)
+
+
+def _sweep(dest):
+    """Remove the temporary files of dest that killed runs left behind: regular files named like ours,
+    owned by us, not symlinks, and not locked by a running lvdiff (a writer holds an flock on its
+    temporary file until it is renamed to dest). Returns the paths removed."""
+    directory = os.path.dirname(os.path.abspath(dest))
+    pattern = _part_name(dest)
+    swept = []
+    for entry in sorted(os.listdir(directory)):
+        path = os.path.join(directory, entry)
+        st = _ours(path) if pattern.match(entry) else None
+        if st is None:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:
+            continue
+        try:
+            if not _same_file(st, os.fstat(fd)):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a running lvdiff writes it
+            if _same_file(st, _ours(path)):
+                os.unlink(path)
+                swept.append(path)
+        finally:
+            os.close(fd)
+    return swept
+
+
+def _create_part(dest):
+    """A new temporary file next to dest, (fd, path): mode 0600 from its creation on (mkstemp opens
+    with O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600), and flocked so that no concurrent sweep removes it."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)),
+                                   prefix='.%s.' % os.path.basename(dest), suffix='.part')
+        try:
+            os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(os.fstat(fd), _ours(tmp)):
+                return fd, tmp
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # a sweep took it between its creation and our lock: make another
+
+
+def _check_max_len(fmt, chunk_size):
+    """The longest base-check record the writer of fmt writes (HyperLayer: one chunk)."""
+    return chunk_size if fmt == 'hyperlayer' else MAX_EXTENT
 
 
 def run(module):
@@ -268,6 +381,8 @@ def run(module):
               'pairs': header.pairs, 'lv_uuid': lv.uuid, 'base_uuid': base.uuid if base else None,
               'format': p['format'], 'thin_tools_version': '.'.join(map(str, version))}
 
+    if not module.check_mode:
+        _sweep(dest)
     stable = lv.read_only and (base is None or base.read_only)
     if stable and not p['force']:
         done = _existing(dest, header)
@@ -288,37 +403,58 @@ def run(module):
                 plan.add_mapped(_thinmeta.thin_mappings(runner, meta.tmeta, lv.thin_id))
             result.update(data_chunks=plan.data_chunks, discard_chunks=plan.discard_chunks)
             if module.check_mode:
+                checks = plan.base_checks(header.checksum_level, header.sample_seed,
+                                          _check_max_len(p['format'], pool.chunk_size)) if base else ()
                 result.update(size=_diffio.estimate_size(header, plan, p['format']),
-                              checks=sum(1 for dummy in plan.base_checks(header.checksum_level, header.sample_seed))
-                              if base else 0)
+                              checks=sum(1 for dummy in checks))
                 return result
             written = _write(module, dest, header, plan, lv, base, p['format'])
     result.update(size=written['size'], sha1=written['sha1'], checks=written['checks'])
     return result
 
 
-def _write(module, dest, header, plan, lv, base, fmt):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)),
-                               prefix='.%s.' % os.path.basename(dest), suffix='.part')
-    module.add_cleanup_file(tmp)
-    fds = [fd]
+def _open_volume(lv, what):
     try:
-        src_fd = os.open(lv.path, os.O_RDONLY)
-        fds.append(src_fd)
-        base_fd = None
-        if base is not None:
-            base_fd = os.open(base.path, os.O_RDONLY)
-            fds.append(base_fd)
-        written = _diffio.write_diff(fd, header, plan, src_fd, base_fd, fmt)
-        os.fsync(fd)
+        return os.open(lv.path, os.O_RDONLY)
     except OSError as e:
-        raise LvdiffError('writing %s failed: %s' % (dest, e))
+        raise LvdiffError('cannot open %s %s/%s (%s) for reading: %s' % (what, lv.vg, lv.name, lv.path, e.strerror))
+
+
+def _write(module, dest, header, plan, lv, base, fmt):
+    """Write the diff to a private temporary file and rename it to dest ourselves: the file never
+    has a wider mode than 0600 (atomic_move would chmod a new dest to 0666 & ~umask first, or copy
+    an old dest's mode and owner) and it is owned by us whoever owned the old dest."""
+    fds = []
+    try:
+        fds.append(_open_volume(lv, 'volume'))
+        if base is not None:
+            fds.append(_open_volume(base, 'base volume'))
+        try:
+            fd, tmp = _create_part(dest)
+        except OSError as e:
+            raise LvdiffError('cannot create a temporary file next to %s: %s' % (dest, e.strerror))
+        fds.append(fd)
+        module.add_cleanup_file(tmp)
+        try:
+            written = _diffio.write_diff(fd, header, plan, fds[0], fds[1] if base else None, fmt)
+            os.fsync(fd)
+            os.rename(tmp, dest)  # while still locked: a sweep never sees a finished file
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+                raise LvdiffError('writing %s failed: %s' % (dest, e))
+            raise LvdiffError('reading %s/%s or writing %s failed: %s' % (lv.vg, lv.name, dest, e))
     finally:
         for x in fds:
             os.close(x)
         plan.close()
-    module.atomic_move(tmp, dest)
-    os.chmod(dest, 0o600)  # a diff holds the volume's data: private, whatever the umask
+    try:
+        dir_fd = os.open(os.path.dirname(os.path.abspath(dest)), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a crash
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
     return written
 
 

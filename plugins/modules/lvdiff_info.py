@@ -56,29 +56,76 @@ format:
   type: str
   sample: lvdiff
 header:
-  description: The header. Sizes in bytes; C(base) is null for a full image.
+  description:
+    - The header. Sizes in bytes. A HyperLayer file records less; what it does not record is null.
   returned: always
   type: dict
   sample:
+    format: lvdiff
+    format_version: 1
     tool: lvdiff.thin 0.1.0
     created: '2026-11-26T23:50:00Z'
     volume: {name: data-snap-2, uuid: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC, thin_id: 7, size: 10737418240}
     base: {name: data-snap-1, uuid: 0Hd2Yi-4nkH-o1Ro-9vSP-Z2kC-Zr3X-yLnZ1d, thin_id: 5, size: 10737418240}
     chunk_size: 65536
     checksum_level: 2
+    sample_seed: 2418842914
+    check_digest: sha256
+    pool_transaction: 12
     pairs: {host: web1}
+  contains:
+    format:
+      description: V(lvdiff) or V(hyperlayer), as RV(format).
+      type: str
+    format_version:
+      description: Version of the file format (1).
+      type: int
+    tool:
+      description: What wrote the file, V(lvdiff.thin VERSION); V(hyperlayer) for any HyperLayer file.
+      type: str
+    created:
+      description: When the file was written (UTC, ISO 8601); null for HyperLayer.
+      type: str
+    volume:
+      description:
+        - The captured volume, which a restore recreates; C(name), C(uuid) (LVM UUID), C(thin_id) and
+          C(size) in bytes. HyperLayer records no thin id (null).
+      type: dict
+    base:
+      description:
+        - The volume the diff must be applied onto, with the same keys as C(volume); null for a full image.
+        - HyperLayer records only its C(uuid); C(name), C(thin_id) and C(size) are null.
+      type: dict
+    chunk_size:
+      description: The source pool's chunk size in bytes; the target pool must have the same.
+      type: int
+    checksum_level:
+      description: The C(checksum_level) the file was written with (0 to 3).
+      type: int
+    sample_seed:
+      description: Seed of the level-2 sample of base checks (0 for HyperLayer).
+      type: int
+    check_digest:
+      description: Digest of each base check, V(sha256), or V(crc32) for HyperLayer.
+      type: str
+    pool_transaction:
+      description: The source pool's transaction id when the diff was made (informational); null for HyperLayer.
+      type: int
+    pairs:
+      description: The user pairs, as RV(pairs).
+      type: dict
 pairs:
-  description: The user pairs.
+  description: The user pairs (the C(pairs) given to M(lvdiff.thin.lvdiff)), text to text.
   returned: always
   type: dict
   sample: {host: web1}
 incremental:
-  description: Whether the diff needs a base.
+  description: Whether the diff needs a base (false for a full image).
   returned: always
   type: bool
   sample: true
 verified:
-  description: Whether every record and the trailer were verified.
+  description: Whether every record and the trailer were verified (true only with O(verify=true)).
   returned: always
   type: bool
   sample: true
@@ -88,22 +135,38 @@ size:
   type: int
   sample: 209716342
 sha1:
-  description: SHA-1 of the whole file.
+  description: SHA-1 of the whole file, as C(sha1sum) prints it.
   returned: when O(verify=true)
   type: str
   sample: 3f786850e387550fdab836ed7e6dc881de23001b
 records:
-  description: Records per kind.
+  description:
+    - Records per kind. C(check) is the number of base checks, ranges of the base checksummed before
+      anything is written (RV(lvdiff.thin.lvdiff#module:checks) of the run that wrote it); C(data) carries
+      data; C(discard) unmaps a range on the target.
+    - C(data) counts records, not chunks (an lvdiff record spans up to 4 MiB). In a HyperLayer file every W
+      record is one chunk and counts as C(data), including the chunks of zeros that stand for discards
+      (lvpatch discards them); C(discard) is always 0 there.
   returned: when O(verify=true)
   type: dict
   sample: {check: 89, data: 840, discard: 3}
+  contains:
+    check:
+      description: Base-check records.
+      type: int
+    data:
+      description: Data records.
+      type: int
+    discard:
+      description: Discard records.
+      type: int
 data_bytes:
-  description: Bytes of data the diff carries.
+  description: Bytes of data the diff carries (the sum of the data records' lengths).
   returned: when O(verify=true)
   type: int
   sample: 209715200
 discard_bytes:
-  description: Bytes the diff discards.
+  description: Bytes the diff discards on the target (the sum of the discard records' lengths).
   returned: when O(verify=true)
   type: int
   sample: 196608

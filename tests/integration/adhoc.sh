@@ -16,6 +16,7 @@ out=$($A src -m lvdiff.thin.lvdiff -a "vg=vgsrc lv=adhoc-s1 dest=/tmp/it/adhoc.f
 echo "$out"
 grep -q 'src | CHANGED' <<<"$out"
 grep -q '"data_chunks": 16' <<<"$out"
+if grep -Eq '"(mode|owner|state)":' <<<"$out"; then echo "stat fields of dest in the result" >&2; exit 1; fi
 out=$($A src -m lvdiff.thin.lvdiff -a "vg=vgsrc lv=adhoc-s1 dest=/tmp/it/adhoc.full")
 grep -q 'src | SUCCESS' <<<"$out"   # idempotent
 out=$($A src -m lvdiff.thin.lvdiff_info -a "src=/tmp/it/adhoc.full verify=true")
