@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make docs: the HTML site in tests/output/docs/html (build output, not committed).
 #   sources      docs/site-src/ (conf.py, rst/ with the index and the guides, diagrams/)
-#   included     docs/format.md, docs/benchmarks.md (when present), roles/replicate/README.md
+#   included     docs/format.md, docs/security.md, docs/benchmarks.md (when present), roles/replicate/README.md
 #   generated    a page for every module, filter and role, and the plugin indexes (antsibull-docs,
 #                from the collection's own DOCUMENTATION, filter .yml files and role argument
 #                specs), the data-flow picture (Graphviz dot)
@@ -37,6 +37,7 @@ ANSIBLE_COLLECTIONS_PATH=$ROOT/tests/output/collections \
 
 # Guides kept beside the code.
 cp docs/format.md "$STAGE/guides/format.md"
+cp docs/security.md "$STAGE/guides/security.md"
 if [[ -f docs/benchmarks.md ]]; then
   cp docs/benchmarks.md "$STAGE/guides/benchmarks.md"
 else
