@@ -14,11 +14,10 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import stat
 import struct
 import tempfile
-import time
 
+from ansible_collections.lvdiff.thin.plugins.module_utils import _lock
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import wait_for_children
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     CommandError, LvdiffError, MetadataSnapshotHeldError, terminate_gracefully)
@@ -374,31 +373,6 @@ def thin_mappings(runner, tmeta, dev_id, metadata_snap=True):
 # --- the pool's metadata snapshot ------------------------------------------------------
 
 
-def _private_dir(path):
-    """Open the lock directory, made with mode 0700 if missing. Refuse a symlink, a
-    non-directory, or one that is not ours or open to group or others: whoever can write
-    it could plant a symlink named like a lock (making us create a file anywhere) or hold
-    the lock and stall every run."""
-    try:
-        os.mkdir(path, 0o700)  # atomic: never exists with a wider mode
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise LvdiffError('cannot create the lock directory %s: %s' % (path, e.strerror))
-    try:  # O_PATH: fstat and openat need no read permission, which a foreign one may deny
-        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        raise LvdiffError('refusing the lock directory %s: %s (a symlink or not a directory is refused; '
-                          'remove it)' % (path, e.strerror))
-    st = os.fstat(fd)
-    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        os.close(fd)
-        raise LvdiffError('refusing the lock directory %s: owned by uid %d with mode %03o, it must be '
-                          "uid %d's with no group or other access (0700); remove it"
-                          % (path, st.st_uid, stat.S_IMODE(st.st_mode), os.geteuid()))
-    return fd
-
-
 def dm_name(vg, lv):
     """The device-mapper name of VG/LV: each '-' in a name is doubled."""
     return '%s-%s' % (vg.replace('-', '--'), lv.replace('-', '--'))
@@ -412,9 +386,7 @@ class MetadataSnapshot:
     on exceptions, and on SIGTERM/SIGHUP (turned into Terminated meanwhile).
     """
 
-    # Root's own directory, not one in /run/lock where every user may plant files (see
-    # _private_dir); lock_dir overrides it (tests).
-    LOCK_DIR = '/run/lvdiff.thin'
+    LOCK_DIR = _lock.LOCK_DIR  # lock_dir overrides it (tests)
 
     def __init__(self, runner, vg, pool, lock_timeout=300.0, lock_dir=None):
         check_name('volume group', vg)  # they name the lock file and dmsetup's arguments
@@ -439,38 +411,10 @@ class MetadataSnapshot:
         return None if fields[6] == '-' else fields[6]
 
     def _acquire_lock(self):
-        path = os.path.join(self.lock_dir, self.tpool + '.lock')
-        dfd = _private_dir(self.lock_dir)
-        try:  # relative to the checked directory, so it cannot be swapped meanwhile
-            fd = os.open(self.tpool + '.lock', os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=dfd)
-        except OSError as e:
-            raise LvdiffError('cannot open the lock file %s (a symlink is refused): %s' % (path, e.strerror))
-        finally:
-            os.close(dfd)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
-                raise LvdiffError('refusing the lock file %s: not a regular file of uid %d with one link '
-                                  '(uid %d, mode %o, %d links); remove it' % (
-                                      path, os.geteuid(), st.st_uid, st.st_mode, st.st_nlink))
-            deadline = time.monotonic() + self.lock_timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:  # EWOULDBLOCK: another run holds the lock
-                    if time.monotonic() > deadline:
-                        raise LvdiffError('timed out after %.0f s waiting for the metadata lock of pool '
-                                          '%s/%s (%s): another lvdiff run holds it'
-                                          % (self.lock_timeout, self.vg, self.pool, path))
-                except OSError as e:
-                    raise LvdiffError('cannot lock %s: %s' % (path, e.strerror))
-                time.sleep(0.2)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._lock = fd
+        self._lock = _lock.acquire(
+            self.tpool + '.lock', timeout=self.lock_timeout, lock_dir=self.lock_dir,
+            busy='timed out after %.0f s waiting for the metadata lock of pool %s/%s: another lvdiff run '
+                 'holds it' % (self.lock_timeout, self.vg, self.pool))
 
     def __enter__(self):
         self._signals = terminate_gracefully()
