@@ -227,6 +227,8 @@ def run(module):
     lvm = Lvm(Runner(module))
     with _diffio.open_diff(p['src']) as reader:
         header = reader.header
+    if not (p['name'] or header.volume['name']):
+        raise LvdiffError('the diff records no volume name: give name, the name of the new volume')
     name = check_name('volume', p['name'] or header.volume['name'])
     check_name('volume group', p['vg'])
     check_name_length(p['vg'], name + TMP_SUFFIX, 'temporary volume')

@@ -302,3 +302,12 @@ def test_the_new_volume_can_be_left_writable_and_active(target, run_module):
     rc, res = run_module(lvpatch, dict(ARGS, src=target, permission='rw', activate=True))
     assert rc == 0 and (res['permission'], res['active']) == ('rw', True)
     assert not [c for c in changes() if c[0] in ('run', 'deactivate')]
+
+
+def test_a_diff_without_a_volume_name_asks_for_name(tmp_path, run_module):
+    # A HyperLayer file of the Go tool may have an empty Name: line.
+    diff = tmp_path / 'd.hl'
+    diff.write_bytes(b'HYPERLAYER/1.0\nName: \nVolume size: 4096\nChunk size: 4096\nDelta blocks: 0\n'
+                     b'VolumeUUID: U\nDetect level: 0\nBacking volumeUUID: B\n\n')
+    rc, res = run_module(lvpatch, {'src': str(diff), 'vg': 'vg', 'base': 'base'})
+    assert rc == 1 and res['msg'] == 'the diff records no volume name: give name, the name of the new volume'
