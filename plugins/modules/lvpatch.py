@@ -19,11 +19,11 @@ description:
   - Works on a temporary volume; only a complete, verified result is renamed to O(name) and tagged with the
     diff's identity (C(lvdiff_origin:<source LV UUID>), C(lvdiff_sha1:<SHA-1 of the diff>)). On any failure,
     including the pool running out of space or SIGTERM, the temporary volume is removed.
-  - The new volume is by default read-only, inactive and flagged activation skip, like a thin snapshot: it is
+  - The new volume is by default read-only, inactive and flagged activation skip, like a thin snapshot. It is
     the base of the next restore of its chain, and a base that has been written to no longer matches the next
     diff. Set O(permission=rw) and O(activate=true) for a volume to use at once, or take a writable thin
     snapshot of it (C(lvcreate -s -kn -n NEW VG/NAME)).
-  - Runs for the same O(vg) and O(name) exclude each other: a second one fails at once with
+  - Runs for the same O(vg) and O(name) exclude each other; a second one fails at once with
     C(another lvpatch is restoring VG/NAME) and changes nothing. The lock is a file in C(/run/lvdiff.thin),
     a directory that must belong to root (the user running the module) with mode 0700.
 author:
