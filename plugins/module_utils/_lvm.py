@@ -22,6 +22,23 @@ TMP_SUFFIX = '-lvpatch-tmp'
 _NAME = re.compile(r'[A-Za-z0-9+_.][A-Za-z0-9+_.-]*')
 _TAG = re.compile(r'[A-Za-z0-9_+.:=!#&/-]+')  # LVM's tag characters (also '@' but not first)
 _MAX_SIZE = (1 << 63) - 1
+# Name lengths lvm2 (2.03.16) accepts, measured: "VG/LV" at most 125 characters (beyond: "Full LV
+# name ... is too long", "LV name ... length N is not supported"); and the device-mapper name of an
+# active volume, "VG-LV" with each '-' doubled, at most 127 (DM_NAME_LEN; beyond, lvcreate fails
+# with "Failed to activate thin").
+_FULL_NAME_MAX = 125
+_DM_NAME_MAX = 127
+
+
+def check_name_length(vg, name, what='volume'):
+    """Refuse, before LVM is called, a name too long for LVM or device-mapper."""
+    full = '%s/%s' % (vg, name)
+    dm_name = '%s-%s' % (vg.replace('-', '--'), name.replace('-', '--'))
+    if len(full) > _FULL_NAME_MAX or len(dm_name) > _DM_NAME_MAX:
+        raise LvdiffError('%s name %s is too long for LVM: VG/NAME may have at most %d characters (it has %d), '
+                          'its device-mapper name VG-NAME with each - doubled at most %d (it has %d)'
+                          % (what, full, _FULL_NAME_MAX, len(full), _DM_NAME_MAX, len(dm_name)))
+    return name
 
 
 def check_name(kind, name):

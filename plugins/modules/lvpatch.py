@@ -19,6 +19,13 @@ description:
   - Works on a temporary volume; only a complete, verified result is renamed to O(name) and tagged with the
     diff's identity (C(lvdiff_origin:<source LV UUID>), C(lvdiff_sha1:<SHA-1 of the diff>)). On any failure,
     including the pool running out of space or SIGTERM, the temporary volume is removed.
+  - The new volume is by default read-only, inactive and flagged activation skip, like a thin snapshot. It is
+    the base of the next restore of its chain, and a base that has been written to no longer matches the next
+    diff. Set O(permission=rw) and O(activate=true) for a volume to use at once, or take a writable thin
+    snapshot of it (C(lvcreate -s -kn -n NEW VG/NAME)).
+  - Runs for the same O(vg) and O(name) exclude each other; a second one fails at once with
+    C(another lvpatch is restoring VG/NAME) and changes nothing. The lock is a file in C(/run/lvdiff.thin),
+    a directory that must belong to root (the user running the module) with mode 0700.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -27,7 +34,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads and verifies the whole file and checks the target; writes nothing.
+    details:
+      - Reads and verifies the whole file and checks the target; changes nothing, not even the activation of
+        O(base). The base's content is checked only when O(base) is active (RV(base_checked)).
   diff_mode:
     support: none
 options:
@@ -57,9 +66,27 @@ options:
         C(--no-base-check); the identity check on the base's C(lvdiff_origin) tag still applies.
     type: bool
     default: true
+  permission:
+    description:
+      - Permission of the new volume. V(r), read-only, keeps it fit as the base of the next diff of its chain;
+        V(rw) makes it writable.
+    type: str
+    choices: [r, rw]
+    default: r
+  activate:
+    description:
+      - V(false) leaves the new volume inactive with the activation skip flag set, so that it stays inactive
+        across reboots (activate it with C(lvchange -ay -K)).
+      - V(true) leaves it active, without the activation skip flag.
+    type: bool
+    default: false
 notes:
   - Idempotence. If O(name) exists and carries the tag C(lvdiff_sha1:) of this very file, nothing is done
-    (RV(ignore:changed=false)); if O(name) exists otherwise, the module fails rather than overwrite it.
+    (RV(ignore:changed=false)), and O(permission) and O(activate) are not applied to it; if O(name) exists
+    otherwise, the module fails rather than overwrite it.
+  - LVM accepts at most 125 characters in C(VG/NAME), and device-mapper at most 127 in C(VG-NAME) with each
+    C(-) doubled. The name of the temporary volume, O(name) plus C(-lvpatch-tmp), must fit both; a longer
+    O(name) is refused before anything is done.
   - The target pool needs free space for the diff's data; this is checked before starting.
 seealso:
   - module: lvdiff.thin.lvdiff
@@ -80,6 +107,15 @@ EXAMPLES = r'''
     vg: vgbackup
     pool: pool
 
+- name: Restore the last diff of a chain as a volume to use at once (no later diff can be applied onto it)
+  lvdiff.thin.lvpatch:
+    src: /var/backups/data-snap-3.lvdiff
+    vg: vgrestore
+    base: data-snap-2
+    name: data
+    permission: rw
+    activate: true
+
 - name: Apply a file made by the Go lvdiff, without its base check
   lvdiff.thin.lvpatch:
     src: /tmp/sp001_vol0.diff
@@ -95,27 +131,52 @@ lv:
   type: str
   sample: data-snap-2
 path:
-  description: Device path of the volume.
+  description: Device path of the volume (it exists only while the volume is active).
   returned: always
   type: str
   sample: /dev/vgbackup/data-snap-2
 sha1:
-  description: SHA-1 of the diff file.
+  description: SHA-1 of the whole diff file; the volume carries it in its tag C(lvdiff_sha1:).
   returned: always
   type: str
   sample: 3f786850e387550fdab836ed7e6dc881de23001b
+permission:
+  description:
+    - Permission of the volume after the run, V(r) or V(rw). In check mode, the one it would get.
+  returned: always
+  type: str
+  sample: r
+active:
+  description:
+    - Whether the volume is active after the run. In check mode, whether it would be.
+  returned: always
+  type: bool
+  sample: false
+checks:
+  description: Number of base checksums in the diff (0 for a full image).
+  returned: always
+  type: int
+  sample: 160
+base_checked:
+  description:
+    - Whether the base's content was compared with the diff's base checksums. V(false) for a full image,
+      with O(base_check=false), for an existing volume left alone, and in check mode when O(base) is inactive.
+  returned: always
+  type: bool
+  sample: true
 format:
   description: Format of the diff file, V(lvdiff) or V(hyperlayer).
   returned: always
   type: str
   sample: lvdiff
 data_chunks:
-  description: Chunks written.
+  description:
+    - Chunks written from the diff; in check mode, or for an existing volume left alone, the chunks the diff holds.
   returned: always
   type: int
   sample: 3200
 discard_chunks:
-  description: Chunks discarded.
+  description: Chunks discarded (unmapped) as the diff says.
   returned: always
   type: int
   sample: 12
@@ -125,7 +186,8 @@ volume_size:
   type: int
   sample: 10737418240
 pairs:
-  description: The user pairs in the diff's header.
+  description: The user pairs in the diff's header (O(lvdiff.thin.lvdiff#module:pairs) of M(lvdiff.thin.lvdiff), or the
+    key/value lines of a HyperLayer header).
   returned: always
   type: dict
   sample: {host: web1}
@@ -136,7 +198,11 @@ origin_uuid:
   sample: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC
 '''
 
+import contextlib
+import errno
+import fcntl
 import os
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -145,7 +211,11 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, LvdiffError, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
-    TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, Lvm, check_name)
+    TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, Lvm, check_name, check_name_length)
+
+# Locks of runs in progress, one file per VG and name. Root's own directory: in a directory others
+# can write, they could hold the lock (stalling every restore) or plant a symlink for root to follow.
+LOCK_DIR = '/run/lvdiff.thin'
 
 
 def _chunks(nbytes, chunk_size):
@@ -157,21 +227,39 @@ def run(module):
     lvm = Lvm(Runner(module))
     with _diffio.open_diff(p['src']) as reader:
         header = reader.header
+    if not (p['name'] or header.volume['name']):
+        raise LvdiffError('the diff records no volume name: give name, the name of the new volume')
     name = check_name('volume', p['name'] or header.volume['name'])
+    check_name('volume group', p['vg'])
+    check_name_length(p['vg'], name + TMP_SUFFIX, 'temporary volume')
+    if module.check_mode:  # takes no lock: the lock directory would be a change
+        return _run(module, lvm, header, name)
+    with _restore_lock(p['vg'], name):
+        return _run(module, lvm, header, name)
+
+
+def _run(module, lvm, header, name):
+    p = module.params
     lvs = lvm.lvs(p['vg'])
     result = {'changed': True, 'lv': name, 'path': '/dev/%s/%s' % (p['vg'], name), 'format': header.format,
-              'volume_size': header.volume['size'], 'pairs': header.pairs, 'origin_uuid': header.volume['uuid']}
+              'volume_size': header.volume['size'], 'pairs': header.pairs, 'origin_uuid': header.volume['uuid'],
+              'permission': p['permission'], 'active': p['activate'], 'base_checked': False}
 
     if name in lvs:
         # Only this very diff may already have made it; anything else is someone's data.
         with _diffio.open_diff(p['src']) as reader:
             summary = _diffio.verify(reader)
         existing = lvs[name]
-        if existing.tag_value(TAG_DIFF) != summary['sha1']:
-            raise LvdiffError('volume %s/%s already exists and was not made from this diff (its tag %s is %s); '
+        made_by = existing.tag_value(TAG_DIFF)
+        if made_by != summary['sha1']:
+            raise LvdiffError('volume %s/%s already exists and was not made from this diff (%s); '
                               'choose another name or remove it'
-                              % (p['vg'], name, TAG_DIFF, existing.tag_value(TAG_DIFF)))
-        result.update(changed=False, path=existing.path, **_counts(summary, header))
+                              % (p['vg'], name, 'it has no tag %s' % TAG_DIFF if made_by is None
+                                 else 'its tag is %s%s' % (TAG_DIFF, made_by)))
+        # Left as it is: permission and activation are for the volume this module makes.
+        result.update(changed=False, path=existing.path, sha1=summary['sha1'],
+                      permission='r' if existing.read_only else 'rw', active=existing.active,
+                      **_counts(summary, header))
         return result
 
     if header.incremental:
@@ -205,12 +293,14 @@ def run(module):
         with _diffio.open_diff(p['src']) as reader:
             summary = _diffio.verify(reader)
         result.update(sha1=summary['sha1'], **_counts(summary, header))
-        if base is not None and p['base_check']:
-            _check_base_only(lvm, p['src'], base)
+        # Check mode activates nothing (as lvdiff): an inactive base cannot be read.
+        if base is not None and p['base_check'] and base.active:
+            _check_base_only(p['src'], base)
+            result['base_checked'] = True
         return result
 
     tmp = name + TMP_SUFFIX
-    if tmp in lvs:  # left by a run killed with SIGKILL: never anyone else's, by its suffix
+    if tmp in lvs:  # left by a run killed with SIGKILL (we hold the lock): never anyone else's, by its suffix
         lvm.remove(p['vg'], tmp)
     may_exist = True  # from here on, even if a signal interrupts the lvcreate that makes it
     try:
@@ -228,6 +318,7 @@ def run(module):
             lvm.resize(p['vg'], tmp, header.volume['size'])
         lvm.tag(p['vg'], tmp, add=[TAG_ORIGIN + header.volume['uuid'], TAG_DIFF + summary['sha1']],
                 remove=[t for t in made.tags if t.startswith((TAG_ORIGIN, TAG_DIFF))])
+        _finish(lvm, made, p['permission'], p['activate'])
         lvm.rename(p['vg'], tmp, name)
         may_exist = False
     finally:
@@ -235,8 +326,64 @@ def run(module):
             wait_for_children()
             if tmp in lvm.lvs(p['vg']):
                 lvm.remove(p['vg'], tmp)
-    result.update(sha1=summary['sha1'], **_counts(summary, header))
+    result.update(sha1=summary['sha1'], base_checked=base is not None and p['base_check'],
+                  **_counts(summary, header))
     return result
+
+
+def _finish(lvm, tmp, permission, activate):
+    """Give the temporary volume (active, writable, without activation skip, as made) its final state
+    before it gets its name: by default read-only and inactive, like a thin snapshot."""
+    argv = ['lvchange']
+    if permission == 'r':
+        argv += ['--permission', 'r']
+    if not activate:
+        argv += ['--setactivationskip', 'y']
+    if len(argv) > 1:
+        lvm.runner.run(argv + ['%s/%s' % (tmp.vg, tmp.name)])
+    if not activate:
+        lvm.deactivate(tmp)
+
+
+@contextlib.contextmanager
+def _restore_lock(vg, name):
+    """Hold the lock of vg/name for the block; fail at once if another run holds it."""
+    try:
+        try:
+            os.mkdir(LOCK_DIR, 0o700)
+        except FileExistsError:
+            pass
+        dir_fd = os.open(LOCK_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise LvdiffError('cannot use the lock directory %s: %s' % (LOCK_DIR, e.strerror))
+    try:
+        st = os.fstat(dir_fd)
+        if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            raise LvdiffError('refusing the lock directory %s: it must belong to uid %d and be accessible to '
+                              'its owner only (mode 0700); it belongs to uid %d and has mode %04o'
+                              % (LOCK_DIR, os.geteuid(), st.st_uid, stat.S_IMODE(st.st_mode)))
+        lock_name = 'lvpatch@%s@%s.lock' % (vg, name)  # '@' is in no LVM name: one file per (vg, name)
+        try:
+            fd = os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        except OSError as e:
+            raise LvdiffError('cannot open the lock file %s/%s: %s' % (LOCK_DIR, lock_name, e.strerror))
+    finally:
+        os.close(dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise LvdiffError('refusing the lock file %s/%s: not a regular file of uid %d'
+                              % (LOCK_DIR, lock_name, os.geteuid()))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise LvdiffError('another lvpatch is restoring %s/%s; wait for it to finish, then run again'
+                                  % (vg, name))
+            raise LvdiffError('cannot lock %s/%s: %s' % (LOCK_DIR, lock_name, e.strerror))
+        yield  # the lock file stays: removing a locked file would let two runs lock two files
+    finally:
+        os.close(fd)
 
 
 def _apply(src, device, base_check, chunk_size):
@@ -255,24 +402,24 @@ def _apply(src, device, base_check, chunk_size):
     return summary
 
 
-def _check_base_only(lvm, src, base):
-    """Check mode: run the diff's base checks against base, read-only."""
-    with lvm.active(base):
-        try:
-            fd = os.open(base.path, os.O_RDONLY)
-        except OSError as e:
-            raise LvdiffError('cannot open base %s: %s' % (base.path, e.strerror))
-        try:
-            with _diffio.open_diff(src) as reader:
-                _diffio.verify_base(reader, fd)
-        finally:
-            os.close(fd)
+def _check_base_only(src, base):
+    """Check mode: run the diff's base checks against the active base, read-only."""
+    try:
+        fd = os.open(base.path, os.O_RDONLY)
+    except OSError as e:
+        raise LvdiffError('cannot open base %s: %s' % (base.path, e.strerror))
+    try:
+        with _diffio.open_diff(src) as reader:
+            _diffio.verify_base(reader, fd)
+    finally:
+        os.close(fd)
 
 
 def _counts(summary, header):
     cs = header.chunk_size
     return {'data_chunks': _chunks(summary['data_bytes'], cs),
-            'discard_chunks': _chunks(summary['discard_bytes'], cs)}
+            'discard_chunks': _chunks(summary['discard_bytes'], cs),
+            'checks': summary['records'].get('check', 0)}
 
 
 def main():
@@ -284,6 +431,8 @@ def main():
             pool=dict(type='str'),
             name=dict(type='str'),
             base_check=dict(type='bool', default=True),
+            permission=dict(type='str', choices=['r', 'rw'], default='r'),
+            activate=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )
