@@ -198,24 +198,19 @@ origin_uuid:
   sample: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC
 '''
 
-import contextlib
-import errno
-import fcntl
 import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _lock
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner, wait_for_children
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, LvdiffError, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
     TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, Lvm, check_name, check_name_length)
 
-# Locks of runs in progress, one file per VG and name. Root's own directory: in a directory others
-# can write, they could hold the lock (stalling every restore) or plant a symlink for root to follow.
-LOCK_DIR = '/run/lvdiff.thin'
+# Locks of runs in progress, one file per VG and name, in _lock's private directory.
+LOCK_DIR = _lock.LOCK_DIR
 
 
 def _chunks(nbytes, chunk_size):
@@ -345,45 +340,11 @@ def _finish(lvm, tmp, permission, activate):
         lvm.deactivate(tmp)
 
 
-@contextlib.contextmanager
 def _restore_lock(vg, name):
     """Hold the lock of vg/name for the block; fail at once if another run holds it."""
-    try:
-        try:
-            os.mkdir(LOCK_DIR, 0o700)
-        except FileExistsError:
-            pass
-        dir_fd = os.open(LOCK_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError as e:
-        raise LvdiffError('cannot use the lock directory %s: %s' % (LOCK_DIR, e.strerror))
-    try:
-        st = os.fstat(dir_fd)
-        if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
-            raise LvdiffError('refusing the lock directory %s: it must belong to uid %d and be accessible to '
-                              'its owner only (mode 0700); it belongs to uid %d and has mode %04o'
-                              % (LOCK_DIR, os.geteuid(), st.st_uid, stat.S_IMODE(st.st_mode)))
-        lock_name = 'lvpatch@%s@%s.lock' % (vg, name)  # '@' is in no LVM name: one file per (vg, name)
-        try:
-            fd = os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-        except OSError as e:
-            raise LvdiffError('cannot open the lock file %s/%s: %s' % (LOCK_DIR, lock_name, e.strerror))
-    finally:
-        os.close(dir_fd)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
-            raise LvdiffError('refusing the lock file %s/%s: not a regular file of uid %d'
-                              % (LOCK_DIR, lock_name, os.geteuid()))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise LvdiffError('another lvpatch is restoring %s/%s; wait for it to finish, then run again'
-                                  % (vg, name))
-            raise LvdiffError('cannot lock %s/%s: %s' % (LOCK_DIR, lock_name, e.strerror))
-        yield  # the lock file stays: removing a locked file would let two runs lock two files
-    finally:
-        os.close(fd)
+    return _lock.held('lvpatch@%s@%s.lock' % (vg, name), lock_dir=LOCK_DIR,  # '@' is in no LVM name
+                      busy='another lvpatch is restoring %s/%s; wait for it to finish, then run again'
+                           % (vg, name))
 
 
 def _apply(src, device, base_check, chunk_size):

@@ -154,7 +154,8 @@ def test_a_second_run_on_the_same_name_is_refused_and_removes_nothing(target, ru
     finally:
         os.close(fd)
     assert rc == 1
-    assert res['msg'] == 'another lvpatch is restoring vg/x; wait for it to finish, then run again'
+    assert res['msg'] == ('another lvpatch is restoring vg/x; wait for it to finish, then run again (lock file %s)'
+                          % os.path.join(lvpatch.LOCK_DIR, 'lvpatch@vg@x.lock'))
     assert changes() == []
 
 
@@ -186,8 +187,8 @@ def test_a_lock_directory_others_can_write_is_refused(target, run_module):
     os.chmod(lvpatch.LOCK_DIR, 0o1777)
     rc, res = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 1
-    assert res['msg'] == ('refusing the lock directory %s: it must belong to uid %d and be accessible to its '
-                          'owner only (mode 0700); it belongs to uid %d and has mode 1777'
+    assert res['msg'] == ("refusing the lock directory %s: owned by uid %d with mode 1777, it must be uid %d's "
+                          'with no group or other access (0700); remove it'
                           % (lvpatch.LOCK_DIR, os.geteuid(), os.geteuid()))
     assert changes() == [] and os.listdir(lvpatch.LOCK_DIR) == []
 
@@ -198,7 +199,7 @@ def test_a_lock_directory_that_is_a_symlink_is_refused(target, run_module, tmp_p
     os.symlink(str(elsewhere), lvpatch.LOCK_DIR)
     rc, res = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 1
-    assert res['msg'].startswith('cannot use the lock directory %s: ' % lvpatch.LOCK_DIR)
+    assert res['msg'].startswith('refusing the lock directory %s: Not a directory' % lvpatch.LOCK_DIR)
     assert changes() == [] and os.listdir(str(elsewhere)) == []
 
 
@@ -208,7 +209,7 @@ def test_a_lock_file_that_is_a_symlink_is_not_followed(target, run_module, tmp_p
     os.symlink(str(victim), os.path.join(lvpatch.LOCK_DIR, 'lvpatch@vg@x.lock'))
     rc, res = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 1
-    assert res['msg'].startswith('cannot open the lock file %s/lvpatch@vg@x.lock: ' % lvpatch.LOCK_DIR)
+    assert res['msg'].startswith('cannot open the lock file %s/lvpatch@vg@x.lock (a symlink is refused): ' % lvpatch.LOCK_DIR)
     assert changes() == [] and not victim.exists()
 
 
