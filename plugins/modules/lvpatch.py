@@ -220,21 +220,23 @@ def _chunks(nbytes, chunk_size):
 def run(module):
     p = module.params
     lvm = Lvm(Runner(module))
+    # One open file for the whole run: its header is parsed once, and what is checked is what is applied.
     with _diffio.open_diff(p['src']) as reader:
         header = reader.header
-    if not (p['name'] or header.volume['name']):
-        raise LvdiffError('the diff records no volume name: give name, the name of the new volume')
-    name = check_name('volume', p['name'] or header.volume['name'])
-    check_name('volume group', p['vg'])
-    check_name_length(p['vg'], name + TMP_SUFFIX, 'temporary volume')
-    if module.check_mode:  # takes no lock: the lock directory would be a change
-        return _run(module, lvm, header, name)
-    with _restore_lock(p['vg'], name):
-        return _run(module, lvm, header, name)
+        if not (p['name'] or header.volume['name']):
+            raise LvdiffError('the diff records no volume name: give name, the name of the new volume')
+        name = check_name('volume', p['name'] or header.volume['name'])
+        check_name('volume group', p['vg'])
+        check_name_length(p['vg'], name + TMP_SUFFIX, 'temporary volume')
+        if module.check_mode:  # takes no lock: the lock directory would be a change
+            return _run(module, lvm, reader, name)
+        with _restore_lock(p['vg'], name):
+            return _run(module, lvm, reader, name)
 
 
-def _run(module, lvm, header, name):
+def _run(module, lvm, reader, name):
     p = module.params
+    header = reader.header
     lvs = lvm.lvs(p['vg'])
     result = {'changed': True, 'lv': name, 'path': '/dev/%s/%s' % (p['vg'], name), 'format': header.format,
               'volume_size': header.volume['size'], 'pairs': header.pairs, 'origin_uuid': header.volume['uuid'],
@@ -242,8 +244,7 @@ def _run(module, lvm, header, name):
 
     if name in lvs:
         # Only this very diff may already have made it; anything else is someone's data.
-        with _diffio.open_diff(p['src']) as reader:
-            summary = _diffio.verify(reader)
+        summary = _diffio.verify(reader)
         existing = lvs[name]
         made_by = existing.tag_value(TAG_DIFF)
         if made_by != summary['sha1']:
@@ -285,8 +286,7 @@ def _run(module, lvm, header, name):
                           % (p['vg'], pool.name, pool.free_bytes, needed))
 
     if module.check_mode:
-        with _diffio.open_diff(p['src']) as reader:
-            summary = _diffio.verify(reader)
+        summary = _diffio.verify(reader)
         result.update(sha1=summary['sha1'], **_counts(summary, header))
         # Check mode activates nothing (as lvdiff): an inactive base cannot be read.
         if base is not None and p['base_check'] and base.active:
@@ -308,7 +308,7 @@ def _run(module, lvm, header, name):
             lvm.activate(made)
         if header.volume['size'] > made.size:
             lvm.resize(p['vg'], tmp, header.volume['size'])
-        summary = _apply(p['src'], made.path, p['base_check'], pool.chunk_size)
+        summary = _apply(reader, made.path, p['base_check'], pool.chunk_size)
         if header.volume['size'] < made.size:
             lvm.resize(p['vg'], tmp, header.volume['size'])
         lvm.tag(p['vg'], tmp, add=[TAG_ORIGIN + header.volume['uuid'], TAG_DIFF + summary['sha1']],
@@ -347,14 +347,15 @@ def _restore_lock(vg, name):
                            % (vg, name))
 
 
-def _apply(src, device, base_check, chunk_size):
+def _apply(reader, device, base_check, chunk_size):
     try:
         fd = os.open(device, os.O_RDWR)
     except OSError as e:
         raise LvdiffError('cannot open %s: %s' % (device, e.strerror))
     try:
-        summary = _diffio.apply_file(src, fd, base_check=base_check, target_chunk_size=chunk_size,
-                                     verify_first=False)
+        # No verify pass first: a corrupt or truncated file is found while writing the temporary volume,
+        # which is then removed.
+        summary = _diffio.apply(reader, fd, base_check=base_check, target_chunk_size=chunk_size)
         os.fsync(fd)
     except OSError as e:
         raise LvdiffError('writing %s failed: %s (the thin pool may be full); nothing was kept' % (device, e))

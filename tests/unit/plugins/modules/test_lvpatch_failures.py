@@ -312,3 +312,36 @@ def test_a_diff_without_a_volume_name_asks_for_name(tmp_path, run_module):
                      b'VolumeUUID: U\nDetect level: 0\nBacking volumeUUID: B\n\n')
     rc, res = run_module(lvpatch, {'src': str(diff), 'vg': 'vg', 'base': 'base'})
     assert rc == 1 and res['msg'] == 'the diff records no volume name: give name, the name of the new volume'
+
+
+# --- one open diff per run ----------------------------------------------------------------------------------
+
+def count_opens(monkeypatch):
+    opens = []
+    real = lvpatch._diffio.open_diff
+
+    def counting(path):
+        opens.append(path)
+        return real(path)
+
+    monkeypatch.setattr(lvpatch._diffio, 'open_diff', counting)
+    return opens
+
+
+def test_a_restore_reads_the_diff_once(target, run_module, monkeypatch):
+    # Its header parsed once (issue 9: headers were parsed up to three times), and the file whose header
+    # and records were checked is the one applied, whatever replaces the path meanwhile.
+    opens = count_opens(monkeypatch)
+    rc, res = run_module(lvpatch, dict(ARGS, src=target))
+    assert rc == 0 and res['changed'] is True
+    assert opens == [target]
+
+
+def test_a_rerun_reads_the_diff_once(target, run_module, monkeypatch):
+    rc, res = run_module(lvpatch, dict(ARGS, src=target))
+    assert rc == 0
+    FakeLvm.others = {'x': ('Vri---tz-k', 'lvdiff_sha1:' + res['sha1'])}
+    opens = count_opens(monkeypatch)
+    rc, res2 = run_module(lvpatch, dict(ARGS, src=target))
+    assert rc == 0 and res2['changed'] is False and res2['sha1'] == res['sha1']
+    assert opens == [target]
