@@ -209,7 +209,8 @@ def test_a_lock_file_that_is_a_symlink_is_not_followed(target, run_module, tmp_p
     os.symlink(str(victim), os.path.join(lvpatch.LOCK_DIR, 'lvpatch@vg@x.lock'))
     rc, res = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 1
-    assert res['msg'].startswith('cannot open the lock file %s/lvpatch@vg@x.lock (a symlink is refused): ' % lvpatch.LOCK_DIR)
+    assert res['msg'].startswith('cannot open the lock file %s/lvpatch@vg@x.lock (a symlink is refused): '
+                                 % lvpatch.LOCK_DIR)
     assert changes() == [] and not victim.exists()
 
 
