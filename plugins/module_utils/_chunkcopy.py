@@ -28,7 +28,11 @@ BLKZEROOUT = 0x127f
 BLKGETSIZE64 = 0x80081272
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
-_ZEROS = bytes(1 << 20)
+# Largest range one record or one I/O covers: big enough for streaming speed,
+# small enough that a reader verifies a whole record before writing it.
+MAX_EXTENT = 4 << 20
+# The one buffer of zeros, MAX_EXTENT long: slice a memoryview of it, never copy it.
+ZEROS = memoryview(bytes(MAX_EXTENT))
 _MAX_OFFSET = (1 << 63) - 1  # off_t
 
 
@@ -166,8 +170,8 @@ def _punch_hole(fd, offset, length):
 def write_zeros(fd, offset, length):
     check_range(offset, length)
     while length:
-        n = min(length, len(_ZEROS))
-        pwrite_all(fd, memoryview(_ZEROS)[:n], offset)
+        n = min(length, len(ZEROS))
+        pwrite_all(fd, ZEROS[:n], offset)
         offset += n
         length -= n
 

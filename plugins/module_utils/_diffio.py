@@ -10,18 +10,17 @@ import io
 import os
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
-    device_size, discard, is_block_device, lazy_buffer, pwrite_all)
+    MAX_EXTENT, ZEROS, device_size, discard, is_block_device, lazy_buffer, pwrite_all)
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import digest_of_range
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, FormatError, LvdiffError)
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import (
-    MAGIC, LvdiffReader, LvdiffWriter, digest_of_range)
+from ansible_collections.lvdiff.thin.plugins.module_utils._format import MAGIC, LvdiffReader, LvdiffWriter
 from ansible_collections.lvdiff.thin.plugins.module_utils._hyperlayer import (
     MAGIC as HL_MAGIC, HyperlayerReader, HyperlayerWriter)
-from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DATA, MAX_EXTENT
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DATA
 
 FORMATS = ('lvdiff', 'hyperlayer')
 _READ_BUFFER = 1 << 20
-_ZEROS = memoryview(bytes(MAX_EXTENT))
 
 
 def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff'):
@@ -157,7 +156,7 @@ def apply(reader, target_fd, base_check=True, target_chunk_size=None):
             _grow_file(target_fd, size)
             grow = False
         if kind == 'data':
-            if zeros_to_discard and payload == _ZEROS[:length]:
+            if zeros_to_discard and payload == ZEROS[:length]:
                 discard(target_fd, offset, length, block)
             else:
                 pwrite_all(target_fd, payload, offset)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import re
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import (
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT, ZEROS
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import (
     MAX_HEADER, MAX_PAIRS, DiffHeader, DiffReader, StreamWriter)
-from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
 
 MAGIC = b'HYPERLAYER/1.0\n'
 _STANDARD_KEYS = ('Name', 'Volume size', 'Chunk size', 'Delta blocks', 'VolumeUUID', 'Detect level',
@@ -31,7 +31,6 @@ _MAX_LINE = 65536
 _DECIMAL = re.compile(r'[0-9]{1,19}\Z')
 _D_LINE = re.compile(rb'D ([0-9A-Fa-f]{1,16}) ([0-9A-Fa-f]{1,16}) CRC32 ([0-9A-Fa-f]{1,8})\n\Z')
 _W_LINE = re.compile(rb'W ([0-9A-Fa-f]{1,16}) ([0-9A-Fa-f]{1,16})\n\Z')
-_ZEROS = bytes(MAX_EXTENT)
 
 
 def _yaml_value(text):
@@ -114,8 +113,8 @@ class HyperlayerWriter(StreamWriter):
             self._emit(b'W %X %X\n' % (offset // _SECTOR, n // _SECTOR))
             left = n
             while left:
-                m = min(left, len(_ZEROS))
-                self._emit(memoryview(_ZEROS)[:m])
+                m = min(left, len(ZEROS))
+                self._emit(ZEROS[:m])
                 left -= m
             self._emit(b'\n')
             self.writes += 1

@@ -16,13 +16,11 @@ import random
 import struct
 import tempfile
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._thinmeta import (
-    BASE_ONLY, DIFFERENT, SAME, SOURCE_ONLY)
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
 
 DATA, DISCARD = 'data', 'discard'
-# Largest range one record or one I/O covers: big enough for streaming speed,
-# small enough that a reader verifies a whole record before writing it.
-MAX_EXTENT = 4 << 20
+# Kinds of thin_delta runs, with --snap1 BASE --snap2 SOURCE (what _thinmeta's parser yields).
+SAME, DIFFERENT, BASE_ONLY, SOURCE_ONLY = 'same', 'different', 'left_only', 'right_only'
 
 _ENTRY = struct.Struct('<QQ')  # begin chunk, then length in chunks with the action in the top bit
 _DISCARD_BIT = 1 << 63

@@ -22,6 +22,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._command import wait_f
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     CommandError, LvdiffError, MetadataSnapshotHeldError, terminate_gracefully)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import check_name
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import BASE_ONLY, DIFFERENT, SAME, SOURCE_ONLY
 
 try:
     from lxml import etree
@@ -31,8 +32,7 @@ except ImportError as e:  # pragma: no cover - exercised by the sanity import te
     HAS_LXML = False
     LXML_IMPORT_ERROR = e
 
-# Kinds of thin_delta runs, with --snap1 BASE --snap2 SOURCE.
-SAME, DIFFERENT, BASE_ONLY, SOURCE_ONLY = 'same', 'different', 'left_only', 'right_only'
+# Kinds of thin_delta runs (defined with the plan that consumes them).
 _DELTA_TAGS = {'same': SAME, 'different': DIFFERENT, 'differ': DIFFERENT,
                'left_only': BASE_ONLY, 'right_only': SOURCE_ONLY}
 _FEED_BLOCK = 256 << 10

@@ -226,12 +226,13 @@ import zlib
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     LvdiffError, run_module)
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
-from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT, Plan
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
 
 def _pairs(raw):
