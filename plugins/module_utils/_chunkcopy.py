@@ -33,14 +33,15 @@ _FALLOC_FL_PUNCH_HOLE = 0x02
 MAX_EXTENT = 4 << 20
 # The one buffer of zeros, MAX_EXTENT long: slice a memoryview of it, never copy it.
 ZEROS = memoryview(bytes(MAX_EXTENT))
-_MAX_OFFSET = (1 << 63) - 1  # off_t
+# The largest size or offset off_t, lseek, pwrite and lvresize hold: the one such limit.
+MAX_OFFSET = (1 << 63) - 1
 
 
 def check_range(offset, length):
     """Refuse a byte range outside 0..2**63-1 before any write: the last line of defence
     against a malformed diff (the kernel would refuse it too, but maybe after other writes,
     and struct/ioctl and pwritev would fail with raw errors)."""
-    if not 0 <= offset <= offset + length <= _MAX_OFFSET:
+    if not 0 <= offset <= offset + length <= MAX_OFFSET:
         raise LvdiffError('refusing to write bytes %d to %d: outside 0 to 2**63-1' % (offset, offset + length))
 
 

@@ -16,7 +16,7 @@ import json
 import zlib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
-    MAX_EXTENT, BufferedHasher, lazy_buffer, read_exact, write_all)
+    MAX_EXTENT, MAX_OFFSET, BufferedHasher, lazy_buffer, read_exact, write_all)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
 
 TOOL_VERSION = 'lvdiff.thin 0.1.0'
@@ -26,8 +26,7 @@ CHECK_DIGESTS = {'sha256': 32, 'crc32': 4}
 # small metadata, so its size and its number of pairs are bounded, in both formats.
 MAX_HEADER = 1 << 20
 MAX_PAIRS = 4096
-# Sizes and offsets: what off_t, lseek and lvresize can hold; chunk sizes: what LVM allows.
-MAX_SIZE = (1 << 63) - 1
+# Sizes and offsets: at most MAX_OFFSET (_chunkcopy); chunk sizes: what LVM allows.
 MAX_CHUNK = 1 << 30
 
 
@@ -106,7 +105,7 @@ def _no_duplicates(pairs):
     return d
 
 
-def _field(d, key, types, prefix='', lo=0, hi=MAX_SIZE):
+def _field(d, key, types, prefix='', lo=0, hi=MAX_OFFSET):
     """d[key], checked: one of types (None among them: may be null or absent); an int
     (never a bool) within [lo, hi]."""
     v = d.get(key)

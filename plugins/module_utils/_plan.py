@@ -22,6 +22,12 @@ DATA, DISCARD = 'data', 'discard'
 # Kinds of thin_delta runs, with --snap1 BASE --snap2 SOURCE (what _thinmeta's parser yields).
 SAME, DIFFERENT, BASE_ONLY, SOURCE_ONLY = 'same', 'different', 'left_only', 'right_only'
 
+
+def ceil_div(n, d):
+    """n / d rounded up, for non-negative n and positive d: the chunks that n bytes touch."""
+    return -(-n // d)
+
+
 _ENTRY = struct.Struct('<QQ')  # begin chunk, then length in chunks with the action in the top bit
 _DISCARD_BIT = 1 << 63
 _BATCH = 4096
@@ -42,8 +48,8 @@ class Plan:
         self.chunk_size = chunk_size
         self.volume_size = volume_size
         self.base_size = base_size
-        self.nr_chunks = -(-volume_size // chunk_size)
-        self._tail = self.nr_chunks if base_size is None else min(-(-base_size // chunk_size), self.nr_chunks)
+        self.nr_chunks = ceil_div(volume_size, chunk_size)
+        self._tail = self.nr_chunks if base_size is None else min(ceil_div(base_size, chunk_size), self.nr_chunks)
         self._spool = tempfile.TemporaryFile()
         self._buf = []
         self._pending = None  # [action, begin, length]

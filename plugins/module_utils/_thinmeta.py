@@ -156,7 +156,6 @@ class _Target:
 class _DeltaTarget(_Target):
     def __init__(self):
         self.runs = []
-        self.superblock = {}
         self.seen_diff = False
         self._end = 0  # end of the last run: runs ascend and do not overlap
 
@@ -172,8 +171,6 @@ class _DeltaTarget(_Target):
                 raise _bad(tag, attrib, 'runs must ascend without overlap and have a positive length')
             self._end = begin + length
             self.runs.append((kind, begin, length))
-        elif tag == 'superblock':
-            self.superblock = dict(attrib)
         elif tag == 'diff':
             self.seen_diff = True
         elif tag == 'range':
@@ -215,7 +212,6 @@ class _DumpTarget(_Target):
     def __init__(self, dev_id):
         self.dev_id = str(dev_id)
         self.runs = []
-        self.superblock = {}
         self.device = None
         self.in_device = False
         self.def_name = None
@@ -299,8 +295,6 @@ class _DumpTarget(_Target):
                 raise _Malformed('a <ref> inside a <def>')
             if self.in_device:
                 self._replay(attrib['name'])
-        elif tag == 'superblock':
-            self.superblock = dict(attrib)
 
     def _replay(self, name):
         if name not in self.defs:

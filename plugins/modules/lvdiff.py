@@ -232,7 +232,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     LvdiffError, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
-from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan, ceil_div
 
 
 def _pairs(raw):
@@ -390,8 +390,8 @@ def run(module):
         if done is not None:
             counts = done['records']
             result.update(changed=False, size=done['size'], sha1=done['sha1'], checks=counts['check'],
-                          data_chunks=-(-done['data_bytes'] // pool.chunk_size),
-                          discard_chunks=-(-done['discard_bytes'] // pool.chunk_size))
+                          data_chunks=ceil_div(done['data_bytes'], pool.chunk_size),
+                          discard_chunks=ceil_div(done['discard_bytes'], pool.chunk_size))
             return result
 
     meta = _thinmeta.MetadataSnapshot(runner, lv.vg, lv.pool)
