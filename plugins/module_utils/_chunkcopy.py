@@ -122,6 +122,18 @@ def read_exact(fd, view, offset):
         got += n
 
 
+def fill(f, view, got=0):
+    """Read from file object f into view, after the got bytes already there, until view is
+    full or f ends (a pipe or socket gives what it has); the bytes in view. The one such loop."""
+    total = len(view)
+    while got < total:
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def write_all(fd, parts):
     """writev every part in order, resuming after partial writes (pipes, sockets)."""
     parts = [memoryview(p).cast('B') for p in parts if len(p)]

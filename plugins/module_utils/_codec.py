@@ -16,7 +16,7 @@ import json
 import zlib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
-    MAX_EXTENT, MAX_OFFSET, BufferedHasher, lazy_buffer, read_exact, write_all)
+    MAX_EXTENT, MAX_OFFSET, BufferedHasher, fill, lazy_buffer, read_exact, write_all)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
 
 TOOL_VERSION = 'lvdiff.thin 0.1.0'
@@ -279,10 +279,10 @@ class HeaderHasher:
         pass
 
 
-class DiffReader:
-    """What both readers share: the header is read and checked at construction, once
-    (no thread yet); events() starts the hashing thread and stops it when it ends;
-    close() (or a with block) stops it if events() was left early or never run."""
+class StreamReader:
+    """What both diff readers share, beside StreamWriter: the header is read and checked at
+    construction, once (no thread yet); events() starts the hashing thread and stops it when
+    it ends; close() (or a with block) stops it if events() was left early or never run."""
 
     _bufsize = MAX_EXTENT
 
@@ -305,6 +305,15 @@ class DiffReader:
             yield from self._events()
         finally:
             self.hasher.close()
+
+    def _fill(self, view):
+        """Read view full from the stream, or up to its end: the bytes read (fewer only at the
+        end). The stream position counts them."""
+        got = self.f.readinto(view)
+        if got < len(view):
+            got = fill(self.f, view, got)
+        self.pos += got
+        return got
 
     def close(self):
         self.hasher.close()

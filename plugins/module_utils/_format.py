@@ -21,7 +21,7 @@ import zlib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import (
-    CHECK_DIGESTS, FORMAT_VERSION, MAX_HEADER, TOOL_VERSION, DiffHeader, DiffReader, StreamWriter)
+    CHECK_DIGESTS, FORMAT_VERSION, MAX_HEADER, TOOL_VERSION, DiffHeader, StreamReader, StreamWriter)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
 
 MAGIC = b'\x89LVDIFF\n'
@@ -91,7 +91,7 @@ class LvdiffWriter(StreamWriter):
 # --- reading -------------------------------------------------------------------------
 
 
-class LvdiffReader(DiffReader):
+class LvdiffReader(StreamReader):
     """Reads and verifies a diff from a binary file object, strictly in order.
 
     ``header`` is read at construction. ``events()`` yields ('check', offset, length,
@@ -145,14 +145,9 @@ class LvdiffReader(DiffReader):
         buf = self.hasher.buffer() if body_len else None
         body = memoryview(buf)[:body_len] if buf is not None else memoryview(b'')
         try:
-            got = self.f.readinto(body) if body_len else 0
-            while got < body_len:
-                n = self.f.readinto(body[got:])
-                if not n:
-                    raise FormatError('truncated diff: file ends at byte %d inside record %d (%s)'
-                                      % (self.pos + got, self.index, _NAMES[rtype]))
-                got += n
-            self.pos += body_len
+            if body_len and self._fill(body) < body_len:
+                raise FormatError('truncated diff: file ends at byte %d inside record %d (%s)'
+                                  % (self.pos, self.index, _NAMES[rtype]))
             crc_bytes = self._read(_CRC.size, 'record %d' % self.index)
             if _CRC.unpack(crc_bytes)[0] != zlib.crc32(body, zlib.crc32(head)):
                 raise self._fail(start, '%s record checksum mismatch (volume offset %d, length %d)'

@@ -18,7 +18,7 @@ import re
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT, ZEROS
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import (
-    MAX_HEADER, MAX_PAIRS, DiffHeader, DiffReader, StreamWriter)
+    MAX_HEADER, MAX_PAIRS, DiffHeader, StreamReader, StreamWriter)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
 
 MAGIC = b'HYPERLAYER/1.0\n'
@@ -121,7 +121,7 @@ class HyperlayerWriter(StreamWriter):
             offset += n
 
 
-class HyperlayerReader(DiffReader):
+class HyperlayerReader(StreamReader):
     """Same interface as LvdiffReader, for HYPERLAYER/1.0 files."""
 
     def __init__(self, f):
@@ -234,18 +234,12 @@ class HyperlayerReader(DiffReader):
             n = min(MAX_EXTENT, length - done)
             buf = self.hasher.buffer()
             view = memoryview(buf)[:n]
-            got = self.f.readinto(view)
-            while got and got < n:
-                more = self.f.readinto(view[got:])
-                if not more:
-                    break
-                got += more
+            got = self._fill(view)
             if got != n:
                 self.hasher.release(buf)
                 raise FormatError('truncated HyperLayer file: W record at volume offset %d ends after %d of '
                                   '%d bytes' % (offset, done + got, length))
             self.hasher.submit(view, buf)
-            self.pos += n
             self.data_bytes += n
             yield 'data', offset + done, n, view
             done += n

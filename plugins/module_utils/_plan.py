@@ -138,6 +138,12 @@ class Plan:
     def close(self):
         self._spool.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     # -- reading --
     def chunk_extents(self):
         """Yield (action, begin_chunk, length_chunks)."""

@@ -31,6 +31,7 @@ import shlex
 import socket
 import time
 
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import fill
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 
 try:
@@ -511,13 +512,8 @@ class RemoteSource:
         sent = 0
         try:
             while sent < count:
-                filled = 0
-                want = min(BUFFER, count - sent)
-                while filled < want:  # fill the buffer: fewer, bigger writes to the target
-                    n = src.readinto(view[filled:want])
-                    if not n:
-                        break
-                    filled += n
+                # fill the buffer: fewer, bigger writes to the target
+                filled = fill(src, view[:min(BUFFER, count - sent)])
                 if not filled:
                     break
                 session.write(view[:filled])

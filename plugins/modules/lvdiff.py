@@ -283,10 +283,10 @@ def _existing(dest, header):
         if not _same_file(st, _ours(dest, os.fstat(fd))):
             return None  # replaced between the lstat and the open
         try:
-            reader = _diffio.open_reader(f)
-            if _identity(reader.header) != _identity(header):
-                return None
-            return _diffio.verify(reader)
+            with _diffio.open_reader(f) as reader:
+                if _identity(reader.header) != _identity(header):
+                    return None
+                return _diffio.verify(reader)
         except (LvdiffError, OSError):
             return None  # not a valid diff (or unreadable): rewrite it
 
@@ -396,8 +396,7 @@ def run(module):
 
     meta = _thinmeta.MetadataSnapshot(runner, lv.vg, lv.pool)
     with lvm.active(*([] if module.check_mode else [lv, base])):
-        with meta:
-            plan = Plan(pool.chunk_size, lv.size, base.size if base else None)
+        with meta, Plan(pool.chunk_size, lv.size, base.size if base else None) as plan:
             if base is not None:
                 plan.add_delta(_thinmeta.thin_delta(runner, meta.tmeta, base.thin_id, lv.thin_id))
             else:
@@ -447,7 +446,6 @@ def _write(module, dest, header, plan, lv, base, fmt):
     finally:
         for x in fds:
             os.close(x)
-        plan.close()
     try:
         dir_fd = os.open(os.path.dirname(os.path.abspath(dest)), os.O_RDONLY | os.O_DIRECTORY)
         try:
