@@ -1,10 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to the lvdiff.thin collection: no API promise; modules and plugins of other
-collections must not import it.
-
-What both diff formats share: the header model and its one schema, the limits a reader
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""What both diff formats share: the header model and its one schema, the limits a reader
 enforces on a hostile file, the digest of a byte range, and the stream writer and reader
 bases (every byte hashed into the stream's SHA-1 on a second core).
 """

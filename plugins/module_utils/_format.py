@@ -1,10 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to the lvdiff.thin collection: no API promise; modules and plugins of other
-collections must not import it.
-
-The lvdiff diff format, version 1 (specified in docs/format.md); the header model and
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""The lvdiff diff format, version 1 (specified in docs/format.md); the header model and
 the stream bases it shares with the HyperLayer codec are in _codec.
 
 A file is MAGIC, a u32 version, then records: HEADER, CHECK*, (DATA|DISCARD)*, TRAILER.
