@@ -39,6 +39,16 @@ ZEROS = memoryview(bytes(MAX_EXTENT))
 MAX_OFFSET = (1 << 63) - 1
 
 
+class Closing:
+    """A with block closes it: the base of whatever holds a file, a thread or a spool."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def check_range(offset, length):
     """Refuse a byte range outside 0..2**63-1 before any write: the last line of defence
     against a malformed diff (the kernel would refuse it too, but maybe after other writes,

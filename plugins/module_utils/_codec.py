@@ -15,7 +15,7 @@ import json
 import zlib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
-    MAX_EXTENT, MAX_OFFSET, BufferedHasher, fill, lazy_buffer, read_exact, write_all)
+    MAX_EXTENT, MAX_OFFSET, BufferedHasher, Closing, fill, lazy_buffer, read_exact, write_all)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
 
 TOOL_VERSION = 'lvdiff.thin 0.1.0'
@@ -278,7 +278,7 @@ class HeaderHasher:
         pass
 
 
-class StreamReader:
+class StreamReader(Closing):
     """What both diff readers share, beside StreamWriter: the header is read and checked at
     construction, once (no thread yet); events() starts the hashing thread and stops it when
     it ends; close() (or a with block) stops it if events() was left early or never run."""
@@ -316,10 +316,4 @@ class StreamReader:
 
     def close(self):
         self.hasher.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 

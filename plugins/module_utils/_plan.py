@@ -18,7 +18,7 @@ import random
 import struct
 import tempfile
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT, Closing
 
 DATA, DISCARD = 'data', 'discard'
 # Kinds of thin_delta runs, with --snap1 BASE --snap2 SOURCE (what _thinmeta's parser yields).
@@ -35,7 +35,7 @@ _DISCARD_BIT = 1 << 63
 _BATCH = 4096
 
 
-class Plan:
+class Plan(Closing):
     """Extents in chunks, ascending and non-overlapping, adjacent ones of one action merged.
 
     volume_size: the source volume's size in bytes; base_size: the base's (None for
@@ -139,12 +139,6 @@ class Plan:
 
     def close(self):
         self._spool.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # -- reading --
     def chunk_extents(self):
