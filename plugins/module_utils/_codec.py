@@ -184,7 +184,6 @@ def digest_of_range(algorithm, fd, offset, length, buf):
     return crc.to_bytes(4, 'big') if algorithm == 'crc32' else sha.digest()
 
 
-
 # --- writing -------------------------------------------------------------------------
 
 
@@ -316,4 +315,3 @@ class StreamReader(Closing):
 
     def close(self):
         self.hasher.close()
-

@@ -60,7 +60,6 @@ def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff'):
             'data_bytes': plan.data_bytes, 'discard_bytes': plan.discard_bytes}
 
 
-
 # --- writing a diff file safely ---------------------------------------------------------------
 
 
@@ -169,6 +168,7 @@ def create_part(dest):
             os.close(fd)
             raise
         os.close(fd)  # a sweep took it between its creation and our lock: make another
+
 
 class _Replay:
     """File object f with the bytes already read from it (head) put back in front: the

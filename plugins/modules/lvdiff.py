@@ -216,7 +216,8 @@ thin_tools_version:
 
 import datetime
 import os
-import tempfile  # noqa: F401 (tests fake tempfile.mkstemp through lvdiff.tempfile; _diffio calls it)
+# Tests fake tempfile.mkstemp through lvdiff.tempfile; _diffio calls it.
+import tempfile  # noqa: F401 pylint: disable=unused-import
 import zlib
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
