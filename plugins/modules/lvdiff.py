@@ -282,11 +282,8 @@ def _check_max_len(fmt, chunk_size):
     return chunk_size if fmt == 'hyperlayer' else MAX_EXTENT
 
 
-def run(module):
-    p = module.params
-    runner = Runner(module)
-    version = _thinmeta.tools_version(runner)
-    lvm = Lvm(runner)
+def _volumes(lvm, p):
+    """(lv, base or None, pool), refused unless thin_delta can compare them in the format asked for."""
     lv = lvm.thin(p['vg'], p['lv'])
     base = lvm.thin(p['vg'], p['base'], 'base volume') if p['base'] else None
     if base is not None and base.pool != lv.pool:
@@ -296,21 +293,36 @@ def run(module):
         raise LvdiffError('lv and base are the same volume')
     if p['format'] == 'hyperlayer' and base is None:
         raise LvdiffError('format hyperlayer cannot hold a full image: give a base, or use format lvdiff')
-    pool = lvm.pool_of(lv)
-    dest = p['dest']
+    return lv, base, lvm.pool_of(lv)
+
+
+def _check_dest(dest):
     if os.path.isdir(dest):
         raise LvdiffError('dest %s is a directory; give a file path' % dest)
     if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
         raise LvdiffError('the directory of dest %s does not exist' % dest)
+    return dest
 
+
+def _header(p, lv, base, pool):
     def vol(x):
         return {'name': x.name, 'uuid': x.uuid, 'thin_id': x.thin_id, 'size': x.size}
-    header = DiffHeader(
+    return DiffHeader(
         volume=vol(lv), base=vol(base) if base else None, chunk_size=pool.chunk_size,
         checksum_level=p['checksum_level'], pairs=_pairs(p['pairs']), pool_transaction=pool.transaction_id,
         sample_seed=zlib.crc32(('%s/%s' % (lv.uuid, base.uuid if base else '')).encode()),
         created=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
         format=p['format'])
+
+
+def run(module):
+    p = module.params
+    runner = Runner(module)
+    version = _thinmeta.tools_version(runner)
+    lvm = Lvm(runner)
+    lv, base, pool = _volumes(lvm, p)
+    dest = _check_dest(p['dest'])
+    header = _header(p, lv, base, pool)
     result = {'changed': True, 'dest': dest, 'chunk_size': pool.chunk_size, 'volume_size': lv.size,
               'pairs': header.pairs, 'lv_uuid': lv.uuid, 'base_uuid': base.uuid if base else None,
               'format': p['format'], 'thin_tools_version': '.'.join(map(str, version))}
