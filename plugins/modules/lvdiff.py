@@ -216,8 +216,6 @@ thin_tools_version:
 
 import datetime
 import os
-# Tests fake tempfile.mkstemp through lvdiff.tempfile; _diffio calls it.
-import tempfile  # noqa: F401 pylint: disable=unused-import
 import zlib
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -226,9 +224,6 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinm
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
-# The temporary-file rules, under the names test_lvdiff knows them by (_create_part is only theirs).
-from ansible_collections.lvdiff.thin.plugins.module_utils._diffio import (  # noqa: F401
-    create_part as _create_part, sweep as _sweep)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     LvdiffError, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
@@ -328,7 +323,7 @@ def run(module):
               'format': p['format'], 'thin_tools_version': '.'.join(map(str, version))}
 
     if not module.check_mode:
-        _sweep(dest)
+        _diffio.sweep(dest)
     stable = lv.read_only and (base is None or base.read_only)
     if stable and not p['force']:
         done = _existing(dest, header)
