@@ -33,7 +33,7 @@ import shlex
 import socket
 import time
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import fill
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_OFFSET, fill
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 
 try:
@@ -158,7 +158,7 @@ say ok
 
 # Bounds on what a peer may send: a size (a file of at most 2**63-1 bytes), a reply line, the
 # output of a command that is read whole (error messages, the source's probe).
-MAX_SIZE = (1 << 63) - 1
+MAX_SIZE = MAX_OFFSET
 MAX_LINE = 4096
 MAX_OUTPUT = 64 << 10
 
