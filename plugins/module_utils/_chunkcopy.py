@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """Moving chunk data: large positioned reads and writes into reused buffers, a
 stream digest computed on a second core, and discards that keep targets sparse.
 
@@ -28,15 +30,30 @@ BLKZEROOUT = 0x127f
 BLKGETSIZE64 = 0x80081272
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
-_ZEROS = bytes(1 << 20)
-_MAX_OFFSET = (1 << 63) - 1  # off_t
+# Largest range one record or one I/O covers: big enough for streaming speed,
+# small enough that a reader verifies a whole record before writing it.
+MAX_EXTENT = 4 << 20
+# The one buffer of zeros, MAX_EXTENT long: slice a memoryview of it, never copy it.
+ZEROS = memoryview(bytes(MAX_EXTENT))
+# The largest size or offset off_t, lseek, pwrite and lvresize hold: the one such limit.
+MAX_OFFSET = (1 << 63) - 1
+
+
+class Closing:
+    """A with block closes it: the base of whatever holds a file, a thread or a spool."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def check_range(offset, length):
     """Refuse a byte range outside 0..2**63-1 before any write: the last line of defence
     against a malformed diff (the kernel would refuse it too, but maybe after other writes,
     and struct/ioctl and pwritev would fail with raw errors)."""
-    if not 0 <= offset <= offset + length <= _MAX_OFFSET:
+    if not 0 <= offset <= offset + length <= MAX_OFFSET:
         raise LvdiffError('refusing to write bytes %d to %d: outside 0 to 2**63-1' % (offset, offset + length))
 
 
@@ -117,6 +134,18 @@ def read_exact(fd, view, offset):
         got += n
 
 
+def fill(f, view, got=0):
+    """Read from file object f into view, after the got bytes already there, until view is
+    full or f ends (a pipe or socket gives what it has); the bytes in view. The one such loop."""
+    total = len(view)
+    while got < total:
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def write_all(fd, parts):
     """writev every part in order, resuming after partial writes (pipes, sockets)."""
     parts = [memoryview(p).cast('B') for p in parts if len(p)]
@@ -166,8 +195,8 @@ def _punch_hole(fd, offset, length):
 def write_zeros(fd, offset, length):
     check_range(offset, length)
     while length:
-        n = min(length, len(_ZEROS))
-        pwrite_all(fd, memoryview(_ZEROS)[:n], offset)
+        n = min(length, len(ZEROS))
+        pwrite_all(fd, ZEROS[:n], offset)
         offset += n
         length -= n
 

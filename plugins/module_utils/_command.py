@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """Running external commands with argv lists: captured, or streamed for large outputs."""
 
 from __future__ import annotations

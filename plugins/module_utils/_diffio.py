@@ -1,27 +1,33 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """Writing a diff from volumes, and reading, verifying and applying one, in either format."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import io
 import os
+import re
+import stat
+import tempfile
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
-    device_size, discard, is_block_device, lazy_buffer, pwrite_all)
+    MAX_EXTENT, ZEROS, device_size, discard, is_block_device, lazy_buffer, pwrite_all)
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import digest_of_range
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, FormatError, LvdiffError)
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import (
-    MAGIC, LvdiffReader, LvdiffWriter, digest_of_range)
+from ansible_collections.lvdiff.thin.plugins.module_utils._format import MAGIC, LvdiffReader, LvdiffWriter
 from ansible_collections.lvdiff.thin.plugins.module_utils._hyperlayer import (
     MAGIC as HL_MAGIC, HyperlayerReader, HyperlayerWriter)
-from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DATA, MAX_EXTENT
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DATA
 
 FORMATS = ('lvdiff', 'hyperlayer')
 _READ_BUFFER = 1 << 20
-_ZEROS = memoryview(bytes(MAX_EXTENT))
 
 
 def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff'):
@@ -52,6 +58,116 @@ def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff'):
     return {'sha1': sha1, 'size': size, 'checks': checks,
             'data_chunks': plan.data_chunks, 'discard_chunks': plan.discard_chunks,
             'data_bytes': plan.data_bytes, 'discard_bytes': plan.discard_bytes}
+
+
+# --- writing a diff file safely ---------------------------------------------------------------
+
+
+def write_diff_file(dest, header, plan, src_fd, base_fd=None, fmt='lvdiff', source='the volume', on_temp=None):
+    """Write the diff that plan describes to the file dest (write_diff's summary). It goes to a private
+    temporary file next to dest (create_part: mode 0600 from its creation on, flocked so that no sweep
+    removes it), fsynced and renamed to dest by us, then the directory is fsynced: the file never has a
+    wider mode than 0600 (atomic_move would chmod a new dest to 0666 & ~umask first, or copy an old
+    dest's mode and owner), it is owned by us whoever owned the old dest, and a crash leaves the old
+    dest or the new one. on_temp(path) is told the temporary file's path (a module registers it for
+    cleanup); a failed write removes it. source names what src_fd reads, for messages."""
+    try:
+        fd, tmp = create_part(dest)
+    except OSError as e:
+        raise LvdiffError('cannot create a temporary file next to %s: %s' % (dest, e.strerror))
+    try:
+        if on_temp is not None:
+            on_temp(tmp)
+        try:
+            written = write_diff(fd, header, plan, src_fd, base_fd, fmt)
+            os.fsync(fd)
+            os.rename(tmp, dest)  # while still locked: a sweep never sees a finished file
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+                raise LvdiffError('writing %s failed: %s' % (dest, e))
+            raise LvdiffError('reading %s or writing %s failed: %s' % (source, dest, e))
+    except BaseException:
+        if same_file(os.fstat(fd), owned_file(tmp)):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
+    try:
+        dir_fd = os.open(os.path.dirname(os.path.abspath(dest)), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a crash
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return written
+
+
+def owned_file(path, st=None):
+    """os.lstat(path) if path is a regular file that we own, else None. What another user made
+    (a symlink, a FIFO, a file of theirs in a shared directory) is never read, kept or removed."""
+    try:
+        st = st or os.lstat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() else None
+
+
+def same_file(a, b):
+    return b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _part_name(dest):
+    """The pattern of our temporary files for dest: tempfile.mkstemp's 8 random characters."""
+    return re.compile(r'\.%s\.[a-z0-9_]{8}\.part\Z' % re.escape(os.path.basename(dest)), re.DOTALL)
+
+
+def sweep(dest):
+    """Remove the temporary files of dest that killed runs left behind: regular files named like ours,
+    owned by us, not symlinks, and not locked by a running lvdiff (a writer holds an flock on its
+    temporary file until it is renamed to dest). Returns the paths removed."""
+    directory = os.path.dirname(os.path.abspath(dest))
+    pattern = _part_name(dest)
+    swept = []
+    for entry in sorted(os.listdir(directory)):
+        path = os.path.join(directory, entry)
+        st = owned_file(path) if pattern.match(entry) else None
+        if st is None:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:
+            continue
+        try:
+            if not same_file(st, os.fstat(fd)):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a running lvdiff writes it
+            if same_file(st, owned_file(path)):
+                os.unlink(path)
+                swept.append(path)
+        finally:
+            os.close(fd)
+    return swept
+
+
+def create_part(dest):
+    """A new temporary file next to dest, (fd, path): mode 0600 from its creation on (mkstemp opens
+    with O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600), and flocked so that no concurrent sweep removes it."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)),
+                                   prefix='.%s.' % os.path.basename(dest), suffix='.part')
+        try:
+            os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if same_file(os.fstat(fd), owned_file(tmp)):
+                return fd, tmp
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # a sweep took it between its creation and our lock: make another
 
 
 class _Replay:
@@ -157,7 +273,7 @@ def apply(reader, target_fd, base_check=True, target_chunk_size=None):
             _grow_file(target_fd, size)
             grow = False
         if kind == 'data':
-            if zeros_to_discard and payload == _ZEROS[:length]:
+            if zeros_to_discard and payload == ZEROS[:length]:
                 discard(target_fd, offset, length, block)
             else:
                 pwrite_all(target_fd, payload, offset)

@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """The original Go lvdiff's HYPERLAYER/1.0 format, read and written for compatibility.
 
 It has no record checksums and no trailer: we detect what can be detected (a short
@@ -16,10 +18,10 @@ from __future__ import annotations
 import json
 import re
 
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT, ZEROS
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import (
+    MAX_HEADER, MAX_PAIRS, DiffHeader, StreamReader, StreamWriter)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import (
-    MAX_HEADER, MAX_PAIRS, DiffHeader, DiffReader, StreamWriter)
-from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT
 
 MAGIC = b'HYPERLAYER/1.0\n'
 _STANDARD_KEYS = ('Name', 'Volume size', 'Chunk size', 'Delta blocks', 'VolumeUUID', 'Detect level',
@@ -31,7 +33,6 @@ _MAX_LINE = 65536
 _DECIMAL = re.compile(r'[0-9]{1,19}\Z')
 _D_LINE = re.compile(rb'D ([0-9A-Fa-f]{1,16}) ([0-9A-Fa-f]{1,16}) CRC32 ([0-9A-Fa-f]{1,8})\n\Z')
 _W_LINE = re.compile(rb'W ([0-9A-Fa-f]{1,16}) ([0-9A-Fa-f]{1,16})\n\Z')
-_ZEROS = bytes(MAX_EXTENT)
 
 
 def _yaml_value(text):
@@ -114,15 +115,15 @@ class HyperlayerWriter(StreamWriter):
             self._emit(b'W %X %X\n' % (offset // _SECTOR, n // _SECTOR))
             left = n
             while left:
-                m = min(left, len(_ZEROS))
-                self._emit(memoryview(_ZEROS)[:m])
+                m = min(left, len(ZEROS))
+                self._emit(ZEROS[:m])
                 left -= m
             self._emit(b'\n')
             self.writes += 1
             offset += n
 
 
-class HyperlayerReader(DiffReader):
+class HyperlayerReader(StreamReader):
     """Same interface as LvdiffReader, for HYPERLAYER/1.0 files."""
 
     def __init__(self, f):
@@ -235,18 +236,12 @@ class HyperlayerReader(DiffReader):
             n = min(MAX_EXTENT, length - done)
             buf = self.hasher.buffer()
             view = memoryview(buf)[:n]
-            got = self.f.readinto(view)
-            while got and got < n:
-                more = self.f.readinto(view[got:])
-                if not more:
-                    break
-                got += more
+            got = self._fill(view)
             if got != n:
                 self.hasher.release(buf)
                 raise FormatError('truncated HyperLayer file: W record at volume offset %d ends after %d of '
                                   '%d bytes' % (offset, done + got, length))
             self.hasher.submit(view, buf)
-            self.pos += n
             self.data_bytes += n
             yield 'data', offset + done, n, view
             done += n

@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """Host-local locks (the pool's metadata snapshot, lvpatch's volume): flocked files in a
 directory only the running user can enter. Not /run/lock, where every user may plant a
 symlink named like a lock (making root create a file anywhere) or hold the lock."""

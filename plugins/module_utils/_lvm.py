@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """LVM: looking up thin volumes and pools, and the few changes lvdiff/lvpatch make."""
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ import contextlib
 import json
 import re
 
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_OFFSET
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError, LvdiffError
 
 _FIELDS = ('lv_name,vg_name,pool_lv,thin_id,lv_uuid,lv_size,chunk_size,lv_attr,lv_tags,lv_path,'
-           'transaction_id,data_percent,discards,vg_extent_size')
+           'transaction_id,data_percent,vg_extent_size')
 # Tags we put on volumes: where a replica came from, and which diff made it.
 TAG_ORIGIN = 'lvdiff_origin:'
 TAG_DIFF = 'lvdiff_sha1:'
@@ -21,7 +24,6 @@ TMP_SUFFIX = '-lvpatch-tmp'
 # fullmatch, not match with $: '$' also matches before a final newline.
 _NAME = re.compile(r'[A-Za-z0-9+_.][A-Za-z0-9+_.-]*')
 _TAG = re.compile(r'[A-Za-z0-9_+.:=!#&/-]+')  # LVM's tag characters (also '@' but not first)
-_MAX_SIZE = (1 << 63) - 1
 # Name lengths lvm2 (2.03.16) accepts, measured: "VG/LV" at most 125 characters (beyond: "Full LV
 # name ... is too long", "LV name ... length N is not supported"); and the device-mapper name of an
 # active volume, "VG-LV" with each '-' doubled, at most 127 (DM_NAME_LEN; beyond, lvcreate fails
@@ -61,7 +63,7 @@ def check_tag(tag):
 def check_size(size):
     """A volume size in bytes for LVM: a positive int. '--size -4096b' would be a relative
     shrink, so nothing else may reach lvcreate or lvresize."""
-    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= _MAX_SIZE:
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_OFFSET:
         raise LvdiffError('refusing volume size %r: not a positive whole number of bytes' % (size,))
     return '%db' % size
 
@@ -103,7 +105,6 @@ class LV:
         self.path = row.get('lv_path') or '/dev/%s/%s' % (self.vg, self.name)
         self.transaction_id = int(row['transaction_id']) if row.get('transaction_id') else None
         self.data_percent = float(row['data_percent']) if row.get('data_percent') else None
-        self.discards = row.get('discards') or None
         self.extent_size = int(row.get('vg_extent_size') or 0)
 
     @property

@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """What a diff must contain: coalesced DATA/DISCARD extents, and which base ranges
 to check at each checksum level.
 
@@ -16,20 +18,24 @@ import random
 import struct
 import tempfile
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._thinmeta import (
-    BASE_ONLY, DIFFERENT, SAME, SOURCE_ONLY)
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT, Closing
 
 DATA, DISCARD = 'data', 'discard'
-# Largest range one record or one I/O covers: big enough for streaming speed,
-# small enough that a reader verifies a whole record before writing it.
-MAX_EXTENT = 4 << 20
+# Kinds of thin_delta runs, with --snap1 BASE --snap2 SOURCE (what _thinmeta's parser yields).
+SAME, DIFFERENT, BASE_ONLY, SOURCE_ONLY = 'same', 'different', 'left_only', 'right_only'
+
+
+def ceil_div(n, d):
+    """n / d rounded up, for non-negative n and positive d: the chunks that n bytes touch."""
+    return -(-n // d)
+
 
 _ENTRY = struct.Struct('<QQ')  # begin chunk, then length in chunks with the action in the top bit
 _DISCARD_BIT = 1 << 63
 _BATCH = 4096
 
 
-class Plan:
+class Plan(Closing):
     """Extents in chunks, ascending and non-overlapping, adjacent ones of one action merged.
 
     volume_size: the source volume's size in bytes; base_size: the base's (None for
@@ -44,8 +50,8 @@ class Plan:
         self.chunk_size = chunk_size
         self.volume_size = volume_size
         self.base_size = base_size
-        self.nr_chunks = -(-volume_size // chunk_size)
-        self._tail = self.nr_chunks if base_size is None else min(-(-base_size // chunk_size), self.nr_chunks)
+        self.nr_chunks = ceil_div(volume_size, chunk_size)
+        self._tail = self.nr_chunks if base_size is None else min(ceil_div(base_size, chunk_size), self.nr_chunks)
         self._spool = tempfile.TemporaryFile()
         self._buf = []
         self._pending = None  # [action, begin, length]

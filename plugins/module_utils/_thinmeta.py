@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """Thin pool metadata: tool versions, the pool's metadata snapshot, and streaming
 parses of thin_delta / thin_dump output into chunk runs.
 
@@ -22,6 +24,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._command import wait_f
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     CommandError, LvdiffError, MetadataSnapshotHeldError, terminate_gracefully)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import check_name
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import BASE_ONLY, DIFFERENT, SAME, SOURCE_ONLY
 
 try:
     from lxml import etree
@@ -31,8 +34,7 @@ except ImportError as e:  # pragma: no cover - exercised by the sanity import te
     HAS_LXML = False
     LXML_IMPORT_ERROR = e
 
-# Kinds of thin_delta runs, with --snap1 BASE --snap2 SOURCE.
-SAME, DIFFERENT, BASE_ONLY, SOURCE_ONLY = 'same', 'different', 'left_only', 'right_only'
+# Kinds of thin_delta runs (defined with the plan that consumes them).
 _DELTA_TAGS = {'same': SAME, 'different': DIFFERENT, 'differ': DIFFERENT,
                'left_only': BASE_ONLY, 'right_only': SOURCE_ONLY}
 _FEED_BLOCK = 256 << 10
@@ -156,7 +158,6 @@ class _Target:
 class _DeltaTarget(_Target):
     def __init__(self):
         self.runs = []
-        self.superblock = {}
         self.seen_diff = False
         self._end = 0  # end of the last run: runs ascend and do not overlap
 
@@ -172,8 +173,6 @@ class _DeltaTarget(_Target):
                 raise _bad(tag, attrib, 'runs must ascend without overlap and have a positive length')
             self._end = begin + length
             self.runs.append((kind, begin, length))
-        elif tag == 'superblock':
-            self.superblock = dict(attrib)
         elif tag == 'diff':
             self.seen_diff = True
         elif tag == 'range':
@@ -215,7 +214,6 @@ class _DumpTarget(_Target):
     def __init__(self, dev_id):
         self.dev_id = str(dev_id)
         self.runs = []
-        self.superblock = {}
         self.device = None
         self.in_device = False
         self.def_name = None
@@ -299,8 +297,6 @@ class _DumpTarget(_Target):
                 raise _Malformed('a <ref> inside a <def>')
             if self.in_device:
                 self._replay(attrib['name'])
-        elif tag == 'superblock':
-            self.superblock = dict(attrib)
 
     def _replay(self, name):
         if name not in self.defs:

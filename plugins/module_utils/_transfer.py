@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """Resumable, verified file transfer over SSH: a sender here, a small POSIX shell
 receiver on the target, one SSH session per transfer.
 
@@ -31,6 +33,7 @@ import shlex
 import socket
 import time
 
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_OFFSET, fill
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 
 try:
@@ -155,7 +158,7 @@ say ok
 
 # Bounds on what a peer may send: a size (a file of at most 2**63-1 bytes), a reply line, the
 # output of a command that is read whole (error messages, the source's probe).
-MAX_SIZE = (1 << 63) - 1
+MAX_SIZE = MAX_OFFSET
 MAX_LINE = 4096
 MAX_OUTPUT = 64 << 10
 
@@ -511,13 +514,8 @@ class RemoteSource:
         sent = 0
         try:
             while sent < count:
-                filled = 0
-                want = min(BUFFER, count - sent)
-                while filled < want:  # fill the buffer: fewer, bigger writes to the target
-                    n = src.readinto(view[filled:want])
-                    if not n:
-                        break
-                    filled += n
+                # fill the buffer: fewer, bigger writes to the target
+                filled = fill(src, view[:min(BUFFER, count - sent)])
                 if not filled:
                     break
                 session.write(view[:filled])

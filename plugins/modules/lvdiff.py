@@ -215,23 +215,19 @@ thin_tools_version:
 '''
 
 import datetime
-import errno
-import fcntl
 import os
-import re
-import stat
-import tempfile
 import zlib
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     LvdiffError, run_module)
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
-from ansible_collections.lvdiff.thin.plugins.module_utils._plan import MAX_EXTENT, Plan
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan, ceil_div
 
 
 def _pairs(raw):
@@ -255,23 +251,9 @@ def _identity(header):
     return [volume, base] + [d[k] for k in ('chunk_size', 'checksum_level', 'pairs', 'format')]
 
 
-def _ours(path, st=None):
-    """os.lstat(path) if path is a regular file that we own, else None. What another user made
-    (a symlink, a FIFO, a file of theirs in a shared directory) is never read, kept or removed."""
-    try:
-        st = st or os.lstat(path)
-    except OSError:
-        return None
-    return st if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() else None
-
-
-def _same_file(a, b):
-    return b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
 def _existing(dest, header):
     """The summary of dest if it is a valid diff with header's identity that we wrote, else None."""
-    st = _ours(dest)
+    st = _diffio.owned_file(dest)
     if st is None:
         return None
     try:
@@ -279,68 +261,15 @@ def _existing(dest, header):
     except OSError:
         return None
     with os.fdopen(fd, 'rb', buffering=1 << 20) as f:
-        if not _same_file(st, _ours(dest, os.fstat(fd))):
+        if not _diffio.same_file(st, _diffio.owned_file(dest, os.fstat(fd))):
             return None  # replaced between the lstat and the open
         try:
-            reader = _diffio.open_reader(f)
-            if _identity(reader.header) != _identity(header):
-                return None
-            return _diffio.verify(reader)
+            with _diffio.open_reader(f) as reader:
+                if _identity(reader.header) != _identity(header):
+                    return None
+                return _diffio.verify(reader)
         except (LvdiffError, OSError):
             return None  # not a valid diff (or unreadable): rewrite it
-
-
-def _part_name(dest):
-    """The pattern of our temporary files for dest: tempfile.mkstemp's 8 random characters."""
-    return re.compile(r'\.%s\.[a-z0-9_]{8}\.part\Z' % re.escape(os.path.basename(dest)), re.DOTALL)
-
-
-def _sweep(dest):
-    """Remove the temporary files of dest that killed runs left behind: regular files named like ours,
-    owned by us, not symlinks, and not locked by a running lvdiff (a writer holds an flock on its
-    temporary file until it is renamed to dest). Returns the paths removed."""
-    directory = os.path.dirname(os.path.abspath(dest))
-    pattern = _part_name(dest)
-    swept = []
-    for entry in sorted(os.listdir(directory)):
-        path = os.path.join(directory, entry)
-        st = _ours(path) if pattern.match(entry) else None
-        if st is None:
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-        except OSError:
-            continue
-        try:
-            if not _same_file(st, os.fstat(fd)):
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # a running lvdiff writes it
-            if _same_file(st, _ours(path)):
-                os.unlink(path)
-                swept.append(path)
-        finally:
-            os.close(fd)
-    return swept
-
-
-def _create_part(dest):
-    """A new temporary file next to dest, (fd, path): mode 0600 from its creation on (mkstemp opens
-    with O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600), and flocked so that no concurrent sweep removes it."""
-    while True:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)),
-                                   prefix='.%s.' % os.path.basename(dest), suffix='.part')
-        try:
-            os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if _same_file(os.fstat(fd), _ours(tmp)):
-                return fd, tmp
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)  # a sweep took it between its creation and our lock: make another
 
 
 def _check_max_len(fmt, chunk_size):
@@ -348,11 +277,8 @@ def _check_max_len(fmt, chunk_size):
     return chunk_size if fmt == 'hyperlayer' else MAX_EXTENT
 
 
-def run(module):
-    p = module.params
-    runner = Runner(module)
-    version = _thinmeta.tools_version(runner)
-    lvm = Lvm(runner)
+def _volumes(lvm, p):
+    """(lv, base or None, pool), refused unless thin_delta can compare them in the format asked for."""
     lv = lvm.thin(p['vg'], p['lv'])
     base = lvm.thin(p['vg'], p['base'], 'base volume') if p['base'] else None
     if base is not None and base.pool != lv.pool:
@@ -362,41 +288,55 @@ def run(module):
         raise LvdiffError('lv and base are the same volume')
     if p['format'] == 'hyperlayer' and base is None:
         raise LvdiffError('format hyperlayer cannot hold a full image: give a base, or use format lvdiff')
-    pool = lvm.pool_of(lv)
-    dest = p['dest']
+    return lv, base, lvm.pool_of(lv)
+
+
+def _check_dest(dest):
     if os.path.isdir(dest):
         raise LvdiffError('dest %s is a directory; give a file path' % dest)
     if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
         raise LvdiffError('the directory of dest %s does not exist' % dest)
+    return dest
 
+
+def _header(p, lv, base, pool):
     def vol(x):
         return {'name': x.name, 'uuid': x.uuid, 'thin_id': x.thin_id, 'size': x.size}
-    header = DiffHeader(
+    return DiffHeader(
         volume=vol(lv), base=vol(base) if base else None, chunk_size=pool.chunk_size,
         checksum_level=p['checksum_level'], pairs=_pairs(p['pairs']), pool_transaction=pool.transaction_id,
         sample_seed=zlib.crc32(('%s/%s' % (lv.uuid, base.uuid if base else '')).encode()),
         created=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
         format=p['format'])
+
+
+def run(module):
+    p = module.params
+    runner = Runner(module)
+    version = _thinmeta.tools_version(runner)
+    lvm = Lvm(runner)
+    lv, base, pool = _volumes(lvm, p)
+    dest = _check_dest(p['dest'])
+    header = _header(p, lv, base, pool)
     result = {'changed': True, 'dest': dest, 'chunk_size': pool.chunk_size, 'volume_size': lv.size,
               'pairs': header.pairs, 'lv_uuid': lv.uuid, 'base_uuid': base.uuid if base else None,
               'format': p['format'], 'thin_tools_version': '.'.join(map(str, version))}
 
     if not module.check_mode:
-        _sweep(dest)
+        _diffio.sweep(dest)
     stable = lv.read_only and (base is None or base.read_only)
     if stable and not p['force']:
         done = _existing(dest, header)
         if done is not None:
             counts = done['records']
             result.update(changed=False, size=done['size'], sha1=done['sha1'], checks=counts['check'],
-                          data_chunks=-(-done['data_bytes'] // pool.chunk_size),
-                          discard_chunks=-(-done['discard_bytes'] // pool.chunk_size))
+                          data_chunks=ceil_div(done['data_bytes'], pool.chunk_size),
+                          discard_chunks=ceil_div(done['discard_bytes'], pool.chunk_size))
             return result
 
     meta = _thinmeta.MetadataSnapshot(runner, lv.vg, lv.pool)
     with lvm.active(*([] if module.check_mode else [lv, base])):
-        with meta:
-            plan = Plan(pool.chunk_size, lv.size, base.size if base else None)
+        with meta, Plan(pool.chunk_size, lv.size, base.size if base else None) as plan:
             if base is not None:
                 plan.add_delta(_thinmeta.thin_delta(runner, meta.tmeta, base.thin_id, lv.thin_id))
             else:
@@ -421,41 +361,18 @@ def _open_volume(lv, what):
 
 
 def _write(module, dest, header, plan, lv, base, fmt):
-    """Write the diff to a private temporary file and rename it to dest ourselves: the file never
-    has a wider mode than 0600 (atomic_move would chmod a new dest to 0666 & ~umask first, or copy
-    an old dest's mode and owner) and it is owned by us whoever owned the old dest."""
+    """Open the volumes (before any file is made: a missing one leaves nothing behind), then write the
+    diff safely to dest (_diffio.write_diff_file: a private temporary file renamed by us)."""
     fds = []
     try:
         fds.append(_open_volume(lv, 'volume'))
         if base is not None:
             fds.append(_open_volume(base, 'base volume'))
-        try:
-            fd, tmp = _create_part(dest)
-        except OSError as e:
-            raise LvdiffError('cannot create a temporary file next to %s: %s' % (dest, e.strerror))
-        fds.append(fd)
-        module.add_cleanup_file(tmp)
-        try:
-            written = _diffio.write_diff(fd, header, plan, fds[0], fds[1] if base else None, fmt)
-            os.fsync(fd)
-            os.rename(tmp, dest)  # while still locked: a sweep never sees a finished file
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
-                raise LvdiffError('writing %s failed: %s' % (dest, e))
-            raise LvdiffError('reading %s/%s or writing %s failed: %s' % (lv.vg, lv.name, dest, e))
+        return _diffio.write_diff_file(dest, header, plan, fds[0], fds[1] if base else None, fmt,
+                                       source='%s/%s' % (lv.vg, lv.name), on_temp=module.add_cleanup_file)
     finally:
         for x in fds:
             os.close(x)
-        plan.close()
-    try:
-        dir_fd = os.open(os.path.dirname(os.path.abspath(dest)), os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a crash
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return written
 
 
 def main():

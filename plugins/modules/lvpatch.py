@@ -208,13 +208,10 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, LvdiffError, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
     TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, Lvm, check_name, check_name_length)
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import ceil_div
 
 # Locks of runs in progress, one file per VG and name, in _lock's private directory.
 LOCK_DIR = _lock.LOCK_DIR
-
-
-def _chunks(nbytes, chunk_size):
-    return -(-nbytes // chunk_size)
 
 
 def run(module):
@@ -379,8 +376,8 @@ def _check_base_only(src, base):
 
 def _counts(summary, header):
     cs = header.chunk_size
-    return {'data_chunks': _chunks(summary['data_bytes'], cs),
-            'discard_chunks': _chunks(summary['discard_bytes'], cs),
+    return {'data_chunks': ceil_div(summary['data_bytes'], cs),
+            'discard_chunks': ceil_div(summary['discard_bytes'], cs),
             'checks': summary['records'].get('check', 0)}
 
 

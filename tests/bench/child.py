@@ -24,7 +24,7 @@ import time
 import _common
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DISCARD, Plan
 
 

@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _format
+from ansible_collections.lvdiff.thin.plugins.module_utils import _codec, _diffio, _format
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, FormatError, LvdiffError)
 
@@ -429,7 +429,7 @@ def test_writer_refuses_a_header_readers_refuse(pair, tmp_path):
     with pytest.raises(LvdiffError, match='more than the 1048576 a reader accepts'):
         make_diff(pair, str(tmp_path / 'y'), fmt='hyperlayer', pairs={'k': 'v' * _format.MAX_HEADER})
     with pytest.raises(FormatError, match='pairs, more than'):
-        make_diff(pair, str(tmp_path / 'z'), pairs=dict(('k%d' % i, '') for i in range(_format.MAX_PAIRS + 1)))
+        make_diff(pair, str(tmp_path / 'z'), pairs=dict(('k%d' % i, '') for i in range(_codec.MAX_PAIRS + 1)))
 
 
 def _first_w(data):

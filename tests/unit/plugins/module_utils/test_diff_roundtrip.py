@@ -20,21 +20,20 @@ CS = 4096
 
 
 def make_diff(pair, out, fmt='lvdiff', level=2, full=False, pairs=None, seed=7):
+    """Write the diff of pair to the file out as lvdiff does (_diffio.write_diff_file)."""
     header = pair.header(level=level, pairs=pairs, full=full, seed=seed)
-    plan = Plan(pair.cs, pair.src_size, None if full else pair.base_size)
-    if full:
-        plan.add_mapped(pair.mapped(pair.src_map))
-    else:
-        plan.add_delta(pair.delta())
-    src = os.open(pair.src, os.O_RDONLY)
-    base = os.open(pair.base, os.O_RDONLY)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        return _diffio.write_diff(fd, header, plan, src, base, fmt)
-    finally:
-        for x in (src, base, fd):
-            os.close(x)
-        plan.close()
+    with Plan(pair.cs, pair.src_size, None if full else pair.base_size) as plan:
+        if full:
+            plan.add_mapped(pair.mapped(pair.src_map))
+        else:
+            plan.add_delta(pair.delta())
+        src = os.open(pair.src, os.O_RDONLY)
+        base = os.open(pair.base, os.O_RDONLY)
+        try:
+            return _diffio.write_diff_file(out, header, plan, src, base, fmt)
+        finally:
+            os.close(src)
+            os.close(base)
 
 
 def apply_to(diff, target, **kw):

@@ -17,7 +17,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinm
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     CommandError, LvdiffError, MetadataSnapshotHeldError)
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', '..', 'support'))

@@ -4,7 +4,7 @@ import hashlib
 import os
 import struct
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._format import DiffHeader
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 
 
 def chunk_pattern(tag, chunk_size):

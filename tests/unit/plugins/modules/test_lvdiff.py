@@ -195,13 +195,13 @@ def test_stale_temporary_files_are_swept_safely(world, run_module, tmp_path):
 
 def test_a_temporary_file_being_written_is_not_swept(world):
     dest = str(world.out / 'd.lvdiff')
-    fd, tmp = lvdiff._create_part(dest)
+    fd, tmp = _diffio.create_part(dest)
     try:
-        assert lvdiff._sweep(dest) == [] and os.path.exists(tmp)
+        assert _diffio.sweep(dest) == [] and os.path.exists(tmp)
         assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o600
     finally:
         os.close(fd)
-    assert lvdiff._sweep(dest) == [tmp] and not os.path.exists(tmp)
+    assert _diffio.sweep(dest) == [tmp] and not os.path.exists(tmp)
 
 
 # --- results: what the docs say, nothing added by AnsibleModule's path info ----------------------------
@@ -333,7 +333,7 @@ def test_an_unwritable_directory_is_named(world, run_module, monkeypatch):
     """Root writes any directory: the refusal is faked."""
     def refuse(*a, **kw):
         raise PermissionError(13, 'Permission denied')
-    monkeypatch.setattr(lvdiff.tempfile, 'mkstemp', refuse)
+    monkeypatch.setattr(_diffio.tempfile, 'mkstemp', refuse)
     rc, res = run_module(lvdiff, args(world))
     dest = args(world)['dest']
     assert rc == 1 and res['msg'] == 'cannot create a temporary file next to %s: Permission denied' % dest
