@@ -32,14 +32,19 @@ _FULL_NAME_MAX = 125
 _DM_NAME_MAX = 127
 
 
+def dm_name(vg, lv):
+    """The device-mapper name of VG/LV: each '-' in a name is doubled."""
+    return '%s-%s' % (vg.replace('-', '--'), lv.replace('-', '--'))
+
+
 def check_name_length(vg, name, what='volume'):
     """Refuse, before LVM is called, a name too long for LVM or device-mapper."""
     full = '%s/%s' % (vg, name)
-    dm_name = '%s-%s' % (vg.replace('-', '--'), name.replace('-', '--'))
-    if len(full) > _FULL_NAME_MAX or len(dm_name) > _DM_NAME_MAX:
+    dm = dm_name(vg, name)
+    if len(full) > _FULL_NAME_MAX or len(dm) > _DM_NAME_MAX:
         raise LvdiffError('%s name %s is too long for LVM: VG/NAME may have at most %d characters (it has %d), '
                           'its device-mapper name VG-NAME with each - doubled at most %d (it has %d)'
-                          % (what, full, _FULL_NAME_MAX, len(full), _DM_NAME_MAX, len(dm_name)))
+                          % (what, full, _FULL_NAME_MAX, len(full), _DM_NAME_MAX, len(dm)))
     return name
 
 

@@ -23,7 +23,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _lock
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import wait_for_children
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     CommandError, LvdiffError, MetadataSnapshotHeldError, terminate_gracefully)
-from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import check_name
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import check_name, dm_name
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import BASE_ONLY, DIFFERENT, SAME, SOURCE_ONLY
 
 try:
@@ -367,11 +367,6 @@ def thin_mappings(runner, tmeta, dev_id, metadata_snap=True):
         yield from _flatten(mapped_runs(out, dev_id))
 
 # --- the pool's metadata snapshot ------------------------------------------------------
-
-
-def dm_name(vg, lv):
-    """The device-mapper name of VG/LV: each '-' in a name is doubled."""
-    return '%s-%s' % (vg.replace('-', '--'), lv.replace('-', '--'))
 
 
 class MetadataSnapshot:
