@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.lvdiff.thin.plugins.plugin_utils._replicate import PlanError, plan
+from ansible_collections.lvdiff.thin.plugins.module_utils._replicate import PlanError, plan
 
 
 def replicate_plan(source_report, target_report, vg, lv, host, keep_source=2, keep_target=7, prefix=None):

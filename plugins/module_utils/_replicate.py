@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lvdiff.thin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """The replicate role's decisions, from the ``lvs`` reports of a source and a target VG:
 which snapshots and replicas belong to a volume, the newest snapshot both sides have,
 a pending snapshot to finish, replicas to finish (tags, read-only), and what rotation removes.
@@ -90,6 +92,17 @@ def _newest_first(items):
     return sorted(items, key=lambda x: (x['time'], x['name']), reverse=True)
 
 
+def snapshots_of(src_rows, uuid):
+    """The role's snapshots of the volume with LV UUID uuid, newest first (the first is the one a
+    new diff starts from: the pending snapshot, or else the last common one)."""
+    snaps = []
+    for r in src_rows:
+        if TAG_SNAP in r['tags'] and tag_value(r, TAG_OF) == uuid and stamp(r['lv_name']):
+            snaps.append({'name': r['lv_name'], 'uuid': r['lv_uuid'], 'time': stamp(r['lv_name']),
+                          'size': int(r['lv_size'] or 0), 'replica': None})
+    return _newest_first(snaps)
+
+
 def plan(source_report, target_report, vg, lv, host, keep_source=2, keep_target=7, prefix=None):
     """Everything the role decides for one volume; see the module docstring."""
     if keep_source < 1 or keep_target < 1:
@@ -106,12 +119,7 @@ def plan(source_report, target_report, vg, lv, host, keep_source=2, keep_target=
     uuid = vol['lv_uuid']
     prefix = check_name('replica prefix', prefix or default_prefix(host, vg, lv), reserve=len(TMP_SUFFIX) + 17)
 
-    snaps = []
-    for r in src_rows:
-        if TAG_SNAP in r['tags'] and tag_value(r, TAG_OF) == uuid and stamp(r['lv_name']):
-            snaps.append({'name': r['lv_name'], 'uuid': r['lv_uuid'], 'time': stamp(r['lv_name']),
-                          'size': int(r['lv_size'] or 0), 'replica': None})
-    snaps = _newest_first(snaps)
+    snaps = snapshots_of(src_rows, uuid)
     by_uuid = dict((s['uuid'], s) for s in snaps)
     expected = dict((replica_name(prefix, s['time']), s) for s in snaps)
 

@@ -1,4 +1,4 @@
-"""The replicate role's decisions (plugin_utils._replicate.plan, filter replicate_plan) on
+"""The replicate role's decisions (module_utils._replicate.plan, filter replicate_plan) on
 lvs reports shaped like LVM's: identity by tags, common and pending snapshots,
 interrupted-run leftovers, rotation that keeps the last common snapshot."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ansible_collections.lvdiff.thin.plugins.filter.replicate_plan import FilterModule
-from ansible_collections.lvdiff.thin.plugins.plugin_utils._replicate import (
+from ansible_collections.lvdiff.thin.plugins.module_utils._replicate import (
     PlanError, TAG_OF, TAG_ORIGIN, TAG_REPLICA, TAG_SNAP, default_prefix, plan, rows)
 
 VOL = 'VOLUUID-data'
