@@ -140,6 +140,13 @@ class LV:
         return int(self.size * (100.0 - (self.data_percent or 0.0)) / 100.0)
 
 
+def _parse(out):
+    try:
+        return [LV(r) for r in json.loads(out)['report'][0]['lv']]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+        raise CommandError('cannot read the output of lvs: %s: %s' % (type(e).__name__, e), stdout=out[:4096])
+
+
 class Lvm:
     def __init__(self, runner):
         self.runner = runner
@@ -154,12 +161,29 @@ class Lvm:
                 raise LvdiffError('volume group %s does not exist on this host' % vg, stderr=err.strip())
             raise CommandError('lvs failed for volume group %s: %s' % (vg, err.strip()),
                                rc=rc, stderr=err)
-        try:
-            lvs = [LV(r) for r in json.loads(out)['report'][0]['lv']]
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-            raise CommandError('cannot read the output of lvs: %s: %s' % (type(e).__name__, e),
-                               stdout=out[:4096])
-        return dict((lv.name, lv) for lv in lvs)
+        return dict((lv.name, lv) for lv in _parse(out))
+
+    def report(self, vgs):
+        """{vg: {name: LV}} for several VGs with one lvs (the batched modules: one lvs per host).
+        A VG that does not exist is left out; the caller names it in its error."""
+        vgs = sorted(set(check_name('volume group', vg) for vg in vgs))
+        if not vgs:
+            return {}
+        rc, out, err = self.runner.run(['lvs', '-a', '--reportformat', 'json', '--units', 'b', '--nosuffix',
+                                        '-o', _FIELDS] + vgs, check=False)
+        if rc != 0:  # which VG failed, and how: one lvs each
+            found = {}
+            for vg in vgs:
+                try:
+                    found[vg] = self.lvs(vg)
+                except LvdiffError as e:
+                    if not _not_found(vg, e.details.get('stderr', '')):
+                        raise
+            return found
+        found = dict((vg, {}) for vg in vgs)
+        for lv in _parse(out):
+            found.setdefault(lv.vg, {})[lv.name] = lv
+        return found
 
     def thin(self, vg, name, what='volume'):
         """The thin volume vg/name, or a clear error."""
@@ -210,8 +234,11 @@ class Lvm:
 
     # Every name, tag and size is checked here, at the boundary: nothing reaches LVM's argv
     # that it could take for an option or a relative size.
-    def snapshot(self, vg, base, name, tags=()):
-        self._lvm('lvcreate', '--snapshot', '--setactivationskip', 'n', '--name', check_name('volume', name),
+    def snapshot(self, vg, base, name, tags=(), read_only=False):
+        """A thin snapshot of vg/base: by default writable and activatable (lvpatch's temporary volume);
+        read_only: read-only with LVM's default activation skip (a backup's snapshot, kept inactive)."""
+        mode = ['--permission', 'r'] if read_only else ['--setactivationskip', 'n']
+        self._lvm('lvcreate', '--snapshot', *mode, '--name', check_name('volume', name),
                   *_tag_args(tags), _lv_arg(vg, base))
 
     def create_thin(self, vg, pool, name, size, tags=()):
