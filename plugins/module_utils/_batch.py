@@ -19,8 +19,9 @@ MAX_JOBS = 16
 
 def failure(error):
     """The result of an item whose work raised error: the operator's message, never a traceback."""
-    if isinstance(error, LvdiffError):
-        return {'failed': True, 'msg': error.msg}
+    if isinstance(error, LvdiffError):  # with its details (e.g. a transfer's resumed_from), as run_module
+        details = dict((k, v) for k, v in error.details.items() if isinstance(v, (str, int, float, list)))
+        return dict(details, failed=True, msg=error.msg)
     if isinstance(error, OSError):
         return {'failed': True, 'msg': '%s%s' % (error.strerror or error, ': %s' % error.filename
                                                   if error.filename else '')}
