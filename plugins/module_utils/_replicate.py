@@ -462,7 +462,8 @@ def _cycle(state, v, s):
 
 def _unchanged(v):
     pr = v.get('probe') or {}
-    return {'kind': 'unchanged', 'snapshot': None, 'base': v['plan']['common']['snapshot'] if v['plan']['common'] else None,
+    common = v['plan']['common']
+    return {'kind': 'unchanged', 'snapshot': None, 'base': common['snapshot'] if common else None,
             'replica': None, 'estimated_bytes': 0, 'diff_size': 0, 'data_chunks': pr.get('data_chunks', 0),
             'discard_chunks': pr.get('discard_chunks', 0), 'bytes_sent': 0, 'resumed_from': 0,
             'transfer_seconds': 0, 'summary': 'unchanged'}

@@ -78,7 +78,8 @@ def test_first_run_sends_full_images_and_one_failure_stays_with_its_volume():
     assert step == {'snapshot': 'a-rep-' + NOW, 'create': True, 'base': None,
                     'dest': '/spool/out/vgsrc/a/a-rep-%s.lvdiff' % NOW,
                     'remote': '/spool/in/web1/vgsrc/a/web1-vgsrc-a-%s.lvdiff' % NOW,
-                    'pairs': {'replicate_host': 'web1', 'replicate_volume': 'vgsrc/a', 'replica': 'web1-vgsrc-a-' + NOW}}
+                    'pairs': {'replicate_host': 'web1', 'replicate_volume': 'vgsrc/a',
+                              'replica': 'web1-vgsrc-a-' + NOW}}
     assert s['send'][0]['snapshot_tags'] == [TAG_SNAP, TAG_OF + 'U-a']
 
     sent = {'volumes': [
@@ -102,7 +103,8 @@ def test_first_run_sends_full_images_and_one_failure_stays_with_its_volume():
 
     s = advance(s, 'rotated', {'remove': [], 'changed': True}, {'remove': [], 'changed': False})
     a, nosuch, b = s['results']
-    assert (a['status'], a['changed'], a['replica'], a['bytes_sent']) == ('ok', True, 'web1-vgsrc-a-' + NOW, 64 * MiB + 9000)
+    assert (a['status'], a['changed'], a['replica'], a['bytes_sent']) == (
+        'ok', True, 'web1-vgsrc-a-' + NOW, 64 * MiB + 9000)
     assert [c['kind'] for c in a['cycles']] == ['full'] and a['cycles'][0]['data_chunks'] == 1024
     assert a['snapshots'] == ['a-rep-' + NOW] and a['replicas'] == ['web1-vgsrc-a-' + NOW]
     assert nosuch['status'] == 'failed' and b['status'] == 'failed'
