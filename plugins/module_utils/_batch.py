@@ -23,8 +23,8 @@ def failure(error):
         details = dict((k, v) for k, v in error.details.items() if isinstance(v, (str, int, float, list)))
         return dict(details, failed=True, msg=error.msg)
     if isinstance(error, OSError):
-        return {'failed': True, 'msg': '%s%s' % (error.strerror or error, ': %s' % error.filename
-                                                  if error.filename else '')}
+        where = ': %s' % error.filename if error.filename else ''
+        return {'failed': True, 'msg': '%s%s' % (error.strerror or error, where)}
     return {'failed': True, 'msg': 'unexpected %s: %s' % (type(error).__name__, error)}
 
 
