@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner, wait_for_children
+from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError
 
 
