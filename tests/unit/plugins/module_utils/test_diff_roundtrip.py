@@ -17,6 +17,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 from ansible_collections.lvdiff.thin.tests.support.diffs import make_diff
 from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair, allocated_bytes, sha256_file
 
+
 def apply_to(diff, target, **kw):
     fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -156,4 +156,3 @@ def test_rows_accepts_text_dict_and_rows():
     assert rows(text) == rows(json.loads(text)) == rows(json.loads(text)['report'][0]['lv'])
     with pytest.raises(PlanError):
         rows('not json')
-
