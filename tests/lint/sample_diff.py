@@ -9,15 +9,10 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-UNIT = os.path.join(REPO, 'tests', 'unit')
-sys.path.insert(0, UNIT)
-import conftest  # noqa: E402  (tests/unit/conftest.py: makes ansible_collections.lvdiff.thin importable)
-
-assert conftest.ROOT in sys.path
-
-sys.path.insert(0, os.path.join(UNIT, 'plugins', 'module_utils'))
-from test_diff_roundtrip import make_diff  # noqa: E402
-from volumes import VolumePair  # noqa: E402
+# The collection path that make lint links (the checkout as ansible_collections/lvdiff/thin).
+sys.path.insert(0, os.path.join(REPO, 'tests', 'output', 'collections'))
+from ansible_collections.lvdiff.thin.tests.support.diffs import make_diff  # noqa: E402
+from ansible_collections.lvdiff.thin.tests.support.volumes import VolumePair  # noqa: E402
 
 
 class _Dir(str):

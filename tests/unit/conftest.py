@@ -1,17 +1,18 @@
-"""Make the checkout importable as ``ansible_collections.lvdiff.thin``.
+"""Make the checkout importable as ``ansible_collections.lvdiff.thin`` for plain pytest.
 
-ansible-core resolves collection code by that package path; a symlink under
-tests/output keeps the checkout itself the single source of truth.
+ansible-core resolves collection code by that package path; a symlink under tests/output keeps the
+checkout itself the single source of truth. ``make`` makes it before pytest starts; this makes it
+for a bare ``pytest`` on a fresh clone. pytest.ini puts tests/output/collections on the path
+(``ansible-test units`` has its own collection loader, and makes no link).
 """
+import importlib
 import os
-import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ROOT = os.path.join(REPO, "tests", "output", "collections")
-LINK = os.path.join(ROOT, "ansible_collections", "lvdiff", "thin")
+LINK = os.path.join(REPO, "tests", "output", "collections", "ansible_collections", "lvdiff", "thin")
 
-if not os.path.exists(LINK):
+if not os.path.lexists(LINK):
     os.makedirs(os.path.dirname(LINK), exist_ok=True)
-    os.symlink(REPO, LINK)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+    os.symlink(os.path.relpath(REPO, os.path.dirname(LINK)), LINK)
+    # The path entry was looked at before it existed: forget that it was missing.
+    importlib.invalidate_caches()

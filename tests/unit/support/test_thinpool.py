@@ -5,19 +5,14 @@ Other tests trust the generator's truth (``Scenario.delta``, ``dump_runs``,
 and thin_dump actually do with the generated metadata, parsed with a plain
 full XML parse (no code shared with the parser under test).
 """
-import os
 import random
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-sys.path.insert(0, os.path.join(REPO, "tests", "support"))
-
-import thinpool  # noqa: E402
-from thinpool import PoolSpec, ThinToolError, snapshot_pair  # noqa: E402
+from ansible_collections.lvdiff.thin.tests.support import thinpool
+from ansible_collections.lvdiff.thin.tests.support.thinpool import PoolSpec, ThinToolError, snapshot_pair
 
 try:
     TOOLS = {name: thinpool.find_tool(name) for name in ("thin_restore", "thin_delta", "thin_dump")}

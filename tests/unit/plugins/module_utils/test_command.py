@@ -2,6 +2,9 @@
 AnsibleModule only for the module path."""
 
 import os
+import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -87,3 +90,74 @@ def test_module_path_failure_and_missing_command():
 def test_env_extends_the_c_locale():
     rc, out, err = Runner(env={'LVDIFF_TEST': '1'}).run(['sh', '-c', 'echo "$LC_ALL $LVDIFF_TEST"'])
     assert out == 'C 1\n' and 'LVDIFF_TEST' not in os.environ
+
+
+@pytest.mark.parametrize('word', ['a b', "it's", '$(reboot)', 'x;y', '', '-\n-'])
+def test_failure_message_quotes_each_word_as_a_shell_would_need(word):
+    """An operator can paste the command from the message: no word runs, splits or vanishes."""
+    with pytest.raises(CommandError) as info:
+        Runner().run(['sh', '-c', 'exit 1', 'arg0', word])
+    shown = info.value.msg.split(' failed (rc=1)')[0]
+    assert shlex.split(shown)[1:] == ['-c', 'exit 1', 'arg0', word]
+
+
+def test_failure_without_stderr_shows_the_tail_of_stdout():
+    with pytest.raises(CommandError) as info:
+        Runner().run(['sh', '-c', 'head -c 5000 /dev/zero | tr "\\0" y; echo LAST; exit 2'])
+    assert info.value.msg.endswith('failed (rc=2): ...' + 'y' * 1996 + 'LAST')
+
+
+def test_data_goes_to_stdin():
+    assert Runner().run(['cat'], data='in put') == (0, 'in put', '')
+    m = FakeModule()
+    Runner(m).run(['lvs'], data='x')
+    assert m.calls[0][1]['data'] == 'x' and m.calls[0][1]['binary_data'] is True
+
+
+def test_missing_tool_runs_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv('PATH', str(tmp_path))
+    for start in (lambda r: r.run(['lvs']), lambda r: r.stream(['thin_dump'])):
+        with pytest.raises(CommandError, match=r'^required command \S+ not found on this host \(install '):
+            start(Runner())
+    with pytest.raises(CommandError, match=r'^required command lvcreate not found on this host \(install lvm2\)$'):
+        Runner().which('lvcreate')
+    m = FakeModule()
+    with pytest.raises(CommandError, match='required command dmsetup not found'):
+        Runner(m).run(['dmsetup', 'message'])
+    assert m.calls == []
+
+
+def test_stream_uses_the_c_locale():
+    with Runner().stream(['sh', '-c', 'echo "$LC_ALL/$LANGUAGE"']) as out:
+        assert out.read() == b'C/C\n'
+
+
+def test_stream_reader_that_stops_early_is_no_failure():
+    """A reader that has what it needs closes the pipe: the writer dies of SIGPIPE, not an error."""
+    def first_line():
+        with Runner().stream(['sh', '-c', 'while :; do echo line; done']) as out:
+            yield out.readline()
+    lines = first_line()
+    assert next(lines) == b'line\n'
+    lines.close()
+
+
+def test_stream_reader_failure_is_not_masked_by_the_killed_command():
+    with pytest.raises(ValueError, match='parser'):
+        with Runner().stream(['yes']):
+            raise ValueError('parser gave up')
+
+
+def test_wait_for_children_waits_for_a_command_started_before_a_signal(tmp_path):
+    """In a process of its own: waiting for every child would also reap other tests' children."""
+    done = tmp_path / 'done'
+    script = (
+        'import subprocess, sys\n'
+        'from ansible_collections.lvdiff.thin.plugins.module_utils._command import wait_for_children\n'
+        'subprocess.Popen(["sh", "-c", "sleep 0.3; : > \\"$0\\"", sys.argv[1]])\n'
+        'wait_for_children()\n'
+        'print(open(sys.argv[1]).read() == "")\n'
+        'wait_for_children()\n')  # none left: returns at once
+    out = subprocess.run([sys.executable, '-c', script, str(done)], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
+    assert out.stdout == 'True\n'

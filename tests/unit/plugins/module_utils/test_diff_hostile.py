@@ -16,8 +16,8 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _codec, _diffio
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, FormatError, LvdiffError)
 
-from test_diff_roundtrip import CS, make_diff
-from volumes import VolumePair, chunk_pattern, lvdiff_bytes, lvdiff_records, sha256_file
+from ansible_collections.lvdiff.thin.tests.support.diffs import go_hyperlayer, lvdiff_bytes, lvdiff_records, make_diff
+from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair, chunk_pattern, sha256_file
 
 
 @pytest.fixture
@@ -216,27 +216,6 @@ def test_bad_header_json_is_refused(pair, tmp_path, diff):
 
 
 # --- HyperLayer files as the Go lvdiff writes them ---------------------------------------------
-
-def go_hyperlayer(pair, pairs_text, hexcase='upper', crc_case='lower', level=2, truncate=None):
-    """Bytes of a HYPERLAYER/1.0 file laid out exactly as the Go lvdiff writes it."""
-    changed = sorted(c for c in set(pair.base_map) | set(pair.src_map)
-                     if pair.base_map.get(c) != pair.src_map.get(c))
-    fmt = '%X' if hexcase == 'upper' else '%x'
-    crcfmt = '%x' if crc_case == 'lower' else '%X'
-    spc = CS // 512
-    lines = ['HYPERLAYER/1.0', 'Name: snap', 'Volume size: %d' % pair.src_size, 'Chunk size: %d' % CS,
-             'Delta blocks: %d' % len(changed), 'VolumeUUID: SRC-UUID', 'Detect level: %d' % level,
-             'Backing volumeUUID: BASE-UUID'] + pairs_text
-    out = ('\n'.join(lines) + '\n\n').encode()
-    base = open(pair.base, 'rb').read()
-    src = open(pair.src, 'rb').read()
-    first = changed[0]
-    crc = zlib.crc32(base[first * CS:(first + 1) * CS])
-    out += ('D %s %s CRC32 %s\n\n' % (fmt % (first * spc), fmt % spc, crcfmt % crc)).encode()
-    for c in changed:
-        out += ('W %s %s\n' % (fmt % (c * spc), fmt % spc)).encode() + src[c * CS:(c + 1) * CS] + b'\n'
-    return out[:truncate] if truncate else out
-
 
 @pytest.mark.parametrize('hexcase,crc_case', [('upper', 'lower'), ('lower', 'upper')])
 def test_go_hyperlayer_applies(pair, tmp_path, hexcase, crc_case):

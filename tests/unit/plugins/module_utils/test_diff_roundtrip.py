@@ -14,26 +14,8 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMismatchError
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
-from volumes import VolumePair, allocated_bytes, sha256_file
-
-CS = 4096
-
-
-def make_diff(pair, out, fmt='lvdiff', level=2, full=False, pairs=None, seed=7):
-    """Write the diff of pair to the file out as lvdiff does (_diffio.write_diff_file)."""
-    header = pair.header(level=level, pairs=pairs, full=full, seed=seed)
-    with Plan(pair.cs, pair.src_size, None if full else pair.base_size) as plan:
-        if full:
-            plan.add_mapped(pair.mapped(pair.src_map))
-        else:
-            plan.add_delta(pair.delta())
-        src = os.open(pair.src, os.O_RDONLY)
-        base = os.open(pair.base, os.O_RDONLY)
-        try:
-            return _diffio.write_diff_file(out, header, plan, src, base, fmt)
-        finally:
-            os.close(src)
-            os.close(base)
+from ansible_collections.lvdiff.thin.tests.support.diffs import make_diff
+from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair, allocated_bytes, sha256_file
 
 
 def apply_to(diff, target, **kw):

@@ -30,9 +30,8 @@ import pytest
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _format
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMismatchError, LvdiffError
 
-from test_diff_hostile import go_hyperlayer
-from test_diff_roundtrip import CS, make_diff
-from volumes import VolumePair, lvdiff_bytes, lvdiff_records
+from ansible_collections.lvdiff.thin.tests.support.diffs import go_hyperlayer, lvdiff_bytes, lvdiff_records, make_diff
+from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair
 
 CASES = int(os.environ.get('LVDIFF_FUZZ_CASES', '2500'))
 SEED = int(os.environ.get('LVDIFF_FUZZ_SEED', '20261130'))

@@ -168,3 +168,111 @@ def test_thin_and_pool_lookups():
         m.thin('vg0', 'pool')
     with pytest.raises(LvdiffError, match='thin pool vg0/data does not exist'):
         m.pool('vg0', 'data')
+
+
+def test_read_only_snapshot_argv():
+    """A backup's snapshot: read-only, LVM's default activation skip kept (no --setactivationskip)."""
+    m, r = lvm()
+    m.snapshot('vg0', 'data', 'data-snap', tags=['lvdiff_origin:x'], read_only=True)
+    assert r.calls == [['lvcreate', '--snapshot', '--permission', 'r', '--name', 'data-snap',
+                        '--addtag', 'lvdiff_origin:x', 'vg0/data']]
+
+
+def test_pool_of_a_volume_whose_pool_is_gone():
+    m, r = lvm(rows=(ROW,))
+    with pytest.raises(LvdiffError, match='^thin pool vg0/pool of data not found$'):
+        m.pool_of(m.thin('vg0', 'data'))
+
+
+def test_active_activates_only_inactive_volumes_and_restores_them_on_failure():
+    m, r = lvm()
+    on = _lvm.LV(ROW)
+    off = _lvm.LV(dict(ROW, lv_name='snap', lv_attr='Vri---tz-k'))
+    off2 = _lvm.LV(dict(ROW, lv_name='base', lv_attr='Vri---tz-k'))
+    with pytest.raises(RuntimeError, match='inside'):
+        with m.active(on, off, None, off, off2):
+            assert len(r.calls) == 2
+            raise RuntimeError('inside')
+    assert r.calls == [['lvchange', '--activate', 'y', '--ignoreactivationskip', 'vg0/snap'],
+                       ['lvchange', '--activate', 'y', '--ignoreactivationskip', 'vg0/base'],
+                       ['lvchange', '--activate', 'n', 'vg0/base'],
+                       ['lvchange', '--activate', 'n', 'vg0/snap']]
+
+
+def test_name_too_long_for_device_mapper():
+    assert _lvm.dm_name('vg-a', 'b-c') == 'vg--a-b--c'
+    with pytest.raises(LvdiffError, match=r'device-mapper name VG-NAME with each - doubled at most 127 \(it has 128\)'):
+        _lvm.check_name_length('vg', 'x' + '-' * 62)
+
+
+# --- report: several VGs with one lvs ------------------------------------------------------------
+
+NOT_FOUND = '  Volume group "%s" not found\n  Cannot process volume group %s\n'
+
+
+class ScriptedReport:
+    """lvs over several VGs as LVM answers it: one missing VG fails the whole command (rc 5),
+    after printing the others; each VG alone answers for itself. vgs: {vg: rows, or stderr of a failure}."""
+
+    def __init__(self, vgs):
+        self.vgs = vgs
+        self.calls = []
+
+    def run(self, argv, check=True, data=None):
+        self.calls.append(list(argv))
+        asked = argv[argv.index(_lvm._FIELDS) + 1:]
+        rows, err = [], ''
+        for vg in asked:
+            known = self.vgs.get(vg, NOT_FOUND % (vg, vg))
+            if isinstance(known, str):
+                err += known
+            else:
+                rows += [dict(row, vg_name=vg) for row in known]
+        return (5 if err else 0), json.dumps({'report': [{'lv': rows}]}), err
+
+
+def test_report_reads_several_vgs_with_one_lvs():
+    r = ScriptedReport({'vg0': [ROW, POOL], 'vg1': [dict(ROW, lv_name='other')], 'vg2': []})
+    found = _lvm.Lvm(r).report(['vg1', 'vg0', 'vg1', 'vg2'])
+    assert r.calls == [['lvs', '-a', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', _lvm._FIELDS,
+                        'vg0', 'vg1', 'vg2']]
+    assert {vg: sorted(lvs) for vg, lvs in found.items()} == {'vg0': ['data', 'pool'], 'vg1': ['other'], 'vg2': []}
+    assert found['vg1']['other'].vg == 'vg1' and found['vg0']['pool'].is_pool
+
+
+def test_report_of_no_vg_runs_nothing():
+    r = ScriptedReport({})
+    assert _lvm.Lvm(r).report([]) == {} and r.calls == []
+
+
+def test_report_leaves_out_a_missing_vg_after_one_lvs_each():
+    r = ScriptedReport({'vg0': [ROW, POOL], 'vg1': [POOL]})
+    found = _lvm.Lvm(r).report(['vg0', 'gone', 'vg1'])
+    assert sorted(found) == ['vg0', 'vg1'] and sorted(found['vg1']) == ['pool']
+    assert [c[9:] for c in r.calls] == [['gone', 'vg0', 'vg1'], ['gone'], ['vg0'], ['vg1']]
+
+
+def test_report_raises_any_other_failure_of_a_vg():
+    locked = '  Can\'t get lock for vg1\n  Cannot process volume group vg1\n'
+    r = ScriptedReport({'vg0': [ROW], 'vg1': locked})
+    with pytest.raises(CommandError) as info:
+        _lvm.Lvm(r).report(['vg0', 'vg1', 'gone'])
+    assert info.value.msg == 'lvs failed for volume group vg1: %s' % locked.strip()
+    assert info.value.details['rc'] == 5
+
+
+def test_report_with_unreadable_output():
+    class Garbage(ScriptedReport):
+        def run(self, argv, check=True, data=None):
+            super().run(argv)
+            return 0, '{"report": [{"lv": [{"lv_name": "x"}]}]}', ''
+    with pytest.raises(CommandError, match='^cannot read the output of lvs: KeyError'):
+        _lvm.Lvm(Garbage({})).report(['vg0', 'vg1'])
+
+
+@pytest.mark.parametrize('bad', BAD_NAMES)
+def test_report_refuses_bad_vg_names_before_lvs(bad):
+    r = ScriptedReport({'vg0': [ROW]})
+    with pytest.raises(LvdiffError, match='is not a valid LVM name'):
+        _lvm.Lvm(r).report(['vg0', bad])
+    assert r.calls == []

@@ -1,4 +1,4 @@
-"""The replicate role's decisions (module_utils._replicate.plan, filter replicate_plan) on
+"""The replicate role's decisions (module_utils._replicate.plan; the filter: filter/test_replicate_plan.py) on
 lvs reports shaped like LVM's: identity by tags, common and pending snapshots,
 interrupted-run leftovers, rotation that keeps the last common snapshot."""
 from __future__ import annotations
@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from ansible_collections.lvdiff.thin.plugins.filter.replicate_plan import FilterModule
 from ansible_collections.lvdiff.thin.plugins.module_utils._replicate import (
     PlanError, TAG_OF, TAG_ORIGIN, TAG_REPLICA, TAG_SNAP, default_prefix, plan, rows)
 
@@ -157,11 +156,3 @@ def test_rows_accepts_text_dict_and_rows():
     assert rows(text) == rows(json.loads(text)) == rows(json.loads(text)['report'][0]['lv'])
     with pytest.raises(PlanError):
         rows('not json')
-
-
-def test_filter_is_registered_and_turns_errors_into_filter_errors():
-    from ansible.errors import AnsibleFilterError
-    f = FilterModule().filters()['replicate_plan']
-    assert f(report(POOL, VOLUME), report(POOL), 'vg0', 'data', 'web1', keep_source='2')['prefix'] == 'web1-vg0-data'
-    with pytest.raises(AnsibleFilterError, match='does not exist'):
-        f(report(POOL), report(POOL), 'vg0', 'data', 'web1')

@@ -8,7 +8,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -20,20 +19,9 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', '..', 'support'))
-import thinpool  # noqa: E402  (tests/support, the generator with known truth)
-
-from volumes import chunk_pattern, sha256_file  # noqa: E402
+from ansible_collections.lvdiff.thin.tests.support.volumes import build, materialize, sha256_file
 
 RUNNER = Runner()
-
-
-def build(tmp_path, **kw):
-    sc = thinpool.snapshot_pair(**kw)
-    xml, meta = tmp_path / 'pool.xml', tmp_path / 'meta.bin'
-    sc.write_xml(xml)
-    sc.restore(xml, meta)
-    return sc, str(meta)
 
 
 def coalesce(runs):
@@ -78,15 +66,6 @@ def test_thin_dump_mappings_match_truth(pool, dev):
     got = list(_thinmeta.thin_mappings(RUNNER, meta, dev, metadata_snap=False))
     assert got == coalesce(sc.mappings(dev))
     assert sum(n for dummy, n in got) == sc.mapped_chunks(dev)
-
-
-def materialize(sc, dev, size_chunks, cs, path):
-    with open(path, 'wb') as f:
-        f.truncate(size_chunks * cs)
-        for o, d, n in sc.mappings(dev):
-            for i in range(n):
-                f.seek((o + i) * cs)
-                f.write(chunk_pattern(('block', d + i), cs))
 
 
 @pytest.mark.parametrize('fmt', ['lvdiff', 'hyperlayer'])

@@ -18,7 +18,7 @@ import pytest
 from ansible_collections.lvdiff.thin.plugins.module_utils import _transfer
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 
-from test_transfer import ShellEndpoint, ShellSession
+from ansible_collections.lvdiff.thin.tests.support.shell import ShellEndpoint, ShellSession
 
 ATTACKER = 4242   # another local user of the target
 NOBODY = 65534

@@ -1,11 +1,7 @@
 import json
-import os
-import sys
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'module_utils'))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _errors, _lvm, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.modules import lvdiff, lvdiff_info
 
-from test_thinmeta import build, materialize
+from ansible_collections.lvdiff.thin.tests.support.volumes import build, materialize
 
 CS = 4096
 

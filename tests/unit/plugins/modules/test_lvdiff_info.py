@@ -4,8 +4,8 @@ import hashlib
 
 from ansible_collections.lvdiff.thin.plugins.modules import lvdiff_info
 
-from test_diff_roundtrip import make_diff
-from volumes import VolumePair
+from ansible_collections.lvdiff.thin.tests.support.diffs import make_diff
+from ansible_collections.lvdiff.thin.tests.support.volumes import VolumePair
 
 CS = 4096
 

@@ -16,8 +16,8 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _lvm
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.modules import lvpatch
 
-from test_diff_roundtrip import make_diff
-from volumes import VolumePair
+from ansible_collections.lvdiff.thin.tests.support.diffs import make_diff
+from ansible_collections.lvdiff.thin.tests.support.volumes import VolumePair
 
 CS = 4096
 

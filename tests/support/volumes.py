@@ -1,10 +1,14 @@
-"""Sparse files that act as thin volumes in unit tests, with the truth of what changed."""
+"""Sparse files that act as thin volumes in unit tests, with the truth of what changed: built
+chunk by chunk (VolumePair), or from a pool that tests/support/thinpool.py generates and the real
+thin_restore writes (build, materialize)."""
 
 import hashlib
 import os
-import struct
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
+from ansible_collections.lvdiff.thin.tests.support import thinpool
+
+CS = 4096  # chunk size of the unit tests' volumes: the logic does not depend on the scale
 
 
 def chunk_pattern(tag, chunk_size):
@@ -81,43 +85,20 @@ def allocated_bytes(path):
     return os.stat(path).st_blocks * 512
 
 
-def u64(x):
-    return struct.pack('<Q', x)
+def build(tmp_path, **kw):
+    """(scenario, path of its metadata file): thinpool.snapshot_pair(**kw) written by thin_restore."""
+    sc = thinpool.snapshot_pair(**kw)
+    xml, meta = tmp_path / 'pool.xml', tmp_path / 'meta.bin'
+    sc.write_xml(xml)
+    sc.restore(xml, meta)
+    return sc, str(meta)
 
 
-# --- taking diff files apart and putting them back together (hostile and fuzz tests) ---------
-
-def lvdiff_records(data):
-    """[type, flags, reserved, offset, length, body] of each record of a well-formed lvdiff file."""
-    from ansible_collections.lvdiff.thin.plugins.module_utils import _format
-    pos = _format._PREAMBLE.size
-    out = []
-    while pos < len(data):
-        rtype, flags, reserved, body_len, offset, length = _format._HEAD.unpack_from(data, pos)
-        body = bytes(data[pos + _format._HEAD.size:pos + _format._HEAD.size + body_len])
-        out.append([rtype, flags, reserved, offset, length, body])
-        pos += _format._HEAD.size + body_len + 4
-    return out
-
-
-def lvdiff_bytes(recs, preamble=None, fix_trailer=True, body_len=None):
-    """A file of these records, each with a valid CRC; fix_trailer: the last record, if a
-    TRAILER, is rewritten to match the records and bytes before it (what a writer would say)."""
-    import json
-    import zlib
-    from ansible_collections.lvdiff.thin.plugins.module_utils import _format
-    out = bytearray(preamble if preamble is not None else _format._PREAMBLE.pack(_format.MAGIC, 1))
-    counts = {'check': 0, 'data': 0, 'discard': 0}
-    sizes = {'data': 0, 'discard': 0}
-    names = {_format.CHECK: 'check', _format.DATA: 'data', _format.DISCARD: 'discard'}
-    for i, (rtype, flags, reserved, offset, length, body) in enumerate(recs):
-        if fix_trailer and rtype == _format.TRAILER and i == len(recs) - 1:
-            body = json.dumps({'records': counts, 'data_bytes': sizes['data'], 'discard_bytes': sizes['discard'],
-                               'sha1': hashlib.sha1(out).hexdigest()}, sort_keys=True, separators=(',', ':')).encode()
-        if rtype in names:
-            counts[names[rtype]] += 1
-            if rtype != _format.CHECK:
-                sizes[names[rtype]] += length
-        head = _format._HEAD.pack(rtype, flags, reserved, len(body), offset, length)
-        out += head + body + _format._CRC.pack(zlib.crc32(body, zlib.crc32(head)))
-    return bytes(out)
+def materialize(sc, dev, size_chunks, cs, path):
+    """The content of thin device dev of scenario sc as a sparse file: each pool block its own pattern."""
+    with open(path, 'wb') as f:
+        f.truncate(size_chunks * cs)
+        for o, d, n in sc.mappings(dev):
+            for i in range(n):
+                f.seek((o + i) * cs)
+                f.write(chunk_pattern(('block', d + i), cs))
