@@ -1,5 +1,5 @@
-"""One run of the replicate role over all of a host's volumes (module_utils._replicate.advance, filter
-replicate_run): the steps decided from the probe and the target's lvs, what each batched module is given,
+"""One run of the replicate role over all of a host's volumes (module_utils._replicate.advance, behind
+the filter replicate_run): the steps decided from the probe and the target's lvs, what each batched module is given,
 failures kept to their volume, rotation from the states after the run, and the per-volume results."""
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from ansible_collections.lvdiff.thin.plugins.filter.replicate_run import FilterModule
 from ansible_collections.lvdiff.thin.plugins.module_utils._replicate import (
     PlanError, TAG_OF, TAG_ORIGIN, TAG_REPLICA, TAG_SNAP, advance)
 
@@ -214,7 +213,3 @@ def test_results_count_must_match_and_stage_must_exist():
         advance(s, 'sent', {'volumes': []})
     with pytest.raises(PlanError, match='unknown stage'):
         advance(s, 'sideways')
-
-
-def test_filter_is_registered():
-    assert FilterModule().filters()['replicate_run'] is not None
