@@ -197,7 +197,8 @@ def _volume_settings(item, defaults, host):
 def _fail(v, where, result):
     if v['error'] is None:
         msg = result.get('msg') or 'failed'
-        v['error'] = '%s: %s%s' % (where, msg, (': %s' % result['stderr'].strip()) if result.get('stderr') else '')
+        stderr = (result.get('stderr') or '').strip()
+        v['error'] = '%s: %s%s' % (where, msg, ': %s' % stderr if stderr and stderr not in msg else '')
         v['failed_result'] = result
 
 
