@@ -43,7 +43,7 @@ class ScriptedLvs(Runner):
         if argv[0] != 'lvs':
             return super().run(argv, check, data)
         self.lvs_calls += 1
-        vgs = [a for a in argv[1:] if not a.startswith('-') and a not in ('json', 'b') and ',' not in a]
+        vgs = argv[argv.index('-o') + 2:]
         missing = [vg for vg in vgs if vg != 'vg']
         if missing:
             return 5, '', ''.join('  Volume group "%s" not found\n' % vg for vg in missing)
