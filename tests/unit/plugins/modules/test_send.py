@@ -110,6 +110,7 @@ def world(tmp_path, monkeypatch):
             self.closed = True
 
     monkeypatch.setattr(send, 'Runner', lambda module: w.runner)
+    monkeypatch.setattr(_transfer, 'HAS_PARAMIKO', True)  # the fake endpoints need no paramiko
     monkeypatch.setattr(_thinmeta, 'MetadataSnapshot', FakeMetadataSnapshot)
     monkeypatch.setattr(_transfer, 'SSHEndpoint', Endpoint)
     # The restored metadata file has no metadata snapshot: read its live root.

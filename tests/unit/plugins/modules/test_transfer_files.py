@@ -26,6 +26,7 @@ def hosts(monkeypatch):
         def close(self):
             self.closed = True
     monkeypatch.setattr(_transfer, 'SSHEndpoint', Endpoint)
+    monkeypatch.setattr(_transfer, 'HAS_PARAMIKO', True)  # the fake endpoints need no paramiko
     return made
 
 
