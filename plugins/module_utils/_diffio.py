@@ -205,7 +205,8 @@ def remove_files_in(directory, suffixes, check_mode=False):
 
 def _kind(mode):
     for test, kind in ((stat.S_ISLNK, 'a symlink'), (stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO'),
-                       (stat.S_ISSOCK, 'a socket'), (stat.S_ISBLK, 'a block device'), (stat.S_ISCHR, 'a character device')):
+                       (stat.S_ISSOCK, 'a socket'), (stat.S_ISBLK, 'a block device'),
+                       (stat.S_ISCHR, 'a character device')):
         if test(mode):
             return kind
     return 'mode %o' % mode
