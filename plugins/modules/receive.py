@@ -273,12 +273,21 @@ def _volume(lvm, report, v, done, keep_diffs, check_mode, stop):
             res = _restore.patch(lvm, step['src'], vg, step['name'], base=step['base'], pool=v['pool'],
                                  tags=v['tags'], check_mode=check_mode, lvs=fresh, refinish=True)
         made.add(step['name'])
-        removed = not keep_diffs and _diffio.remove_file(step['src'], check_mode)
+        removed = not keep_diffs and _remove_diff(step['src'], check_mode)
         done['steps'].append({'name': step['name'], 'base': step['base'], 'src': step['src'], 'sha1': res['sha1'],
                               'changed': res['changed'], 'data_chunks': res['data_chunks'],
                               'discard_chunks': res['discard_chunks'], 'checks': res['checks'],
                               'src_removed': removed})
         done['changed'] = done['changed'] or res['changed'] or removed
+
+
+def _remove_diff(path, check_mode):
+    """The diff file is done with: removed if it is a regular file; anything else (a symlink someone
+    planted) is left alone, and the replica that exists is not made a failure for it."""
+    try:
+        return _diffio.remove_file(path, check_mode)
+    except LvdiffError:
+        return False
 
 
 @contextlib.contextmanager
