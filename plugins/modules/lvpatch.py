@@ -84,7 +84,7 @@ options:
     description:
       - LVM tags to add to the new volume, besides its own C(lvdiff_origin:) and C(lvdiff_sha1:). An existing
         volume made from this very diff gets those it lacks (RV(ignore:changed=true)).
-      - Letters, digits and C(_ + . : = ! # & / -), not starting with C(-), up to 1024 characters each.
+      - Each of letters, digits and C(_+.:=!#&/-), not starting with C(-), up to 1024 characters.
     type: list
     elements: str
     default: []

@@ -90,12 +90,11 @@ options:
     type: int
     default: 1
 notes:
-  - SIGTERM or SIGHUP stops the run: the step in progress cleans up (its temporary volume is removed), the
+  - SIGTERM or SIGHUP stops the run. The step in progress cleans up (its temporary volume is removed), the
     steps not started are not done, and the module fails.
 seealso:
   - module: lvdiff.thin.lvpatch
   - module: lvdiff.thin.rotate
-  - role: lvdiff.thin.replicate
 '''
 
 EXAMPLES = r'''

@@ -14,7 +14,7 @@ description:
   - Removes each thin volume of O(remove) only if it carries the item's tag, so that what the role decided
     to remove is its own snapshot or replica and nothing else of that name.
   - Removes the files of O(files) and sweeps the directories of O(sweep) of partial transfers (and diffs
-    with O(sweep_diffs)). Only regular files are removed: symlinks are neither followed nor removed.
+    with O(sweep_diffs)). Only regular files are removed; symlinks are neither followed nor removed.
   - One item's failure is that item's result; the others are still done and the module does not fail for it.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
@@ -72,7 +72,6 @@ options:
     default: false
 seealso:
   - module: lvdiff.thin.receive
-  - role: lvdiff.thin.replicate
 '''
 
 EXAMPLES = r'''
