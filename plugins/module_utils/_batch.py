@@ -22,8 +22,8 @@ def failure(error):
     if isinstance(error, LvdiffError):
         return {'failed': True, 'msg': error.msg}
     if isinstance(error, OSError):
-        return {'failed': True, 'msg': '%s%s' % (error.strerror or error, ': %s' % error.filename
-                                                  if error.filename else '')}
+        return {'failed': True, 'msg': '%s%s' % (error.strerror or error,
+                                                 ': %s' % error.filename if error.filename else '')}
     return {'failed': True, 'msg': 'unexpected %s: %s' % (type(error).__name__, error)}
 
 

@@ -256,8 +256,8 @@ def test_an_existing_volume_of_this_diff_gets_the_missing_tags_only(tmp_path, ho
     again = _restore.patch(lvm_of(host), full, 'vg', 'x', pool='pool', tags=['t1'])
     assert again['changed'] is True and again['sha1'] == res['sha1']
     # lvpatch leaves permission and activation of an existing volume alone
-    assert host.state('vg', 'x') == ('Vwi-a-tz--', sorted(['t1', 'lvdiff_sha1:' + res['sha1'],
-                                                             'lvdiff_origin:' + res['origin_uuid']]))
+    tags = sorted(['t1', 'lvdiff_sha1:' + res['sha1'], 'lvdiff_origin:' + res['origin_uuid']])
+    assert host.state('vg', 'x') == ('Vwi-a-tz--', tags)
     assert (again['permission'], again['active']) == ('rw', True)
     host.calls = []
     assert _restore.patch(lvm_of(host), full, 'vg', 'x', pool='pool', tags=['t1'])['changed'] is False
