@@ -77,7 +77,7 @@ class FakeLvm:
 
     def __getattr__(self, name):
         def record(*args, **kw):
-            FakeLvm.calls.append((name,) + args)
+            FakeLvm.calls.append((name,) + args + ((kw,) if kw else ()))
         return record
 
 
@@ -348,3 +348,27 @@ def test_a_rerun_reads_the_diff_once(target, run_module, monkeypatch):
     rc, res2 = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 0 and res2['changed'] is False and res2['sha1'] == res['sha1']
     assert opens == [target]
+
+
+# --- tags -----------------------------------------------------------------------------------------------------
+
+def test_tags_go_with_ours_and_are_checked_first(target, run_module):
+    rc, res = run_module(lvpatch, dict(ARGS, src=target, tags=['rep', 'of:V']))
+    assert rc == 0
+    tag_call = [c for c in FakeLvm.calls if c[0] == 'tag'][0]
+    assert tag_call[3]['add'] == ['lvdiff_origin:SRC-UUID', 'lvdiff_sha1:' + res['sha1'], 'rep', 'of:V']
+    FakeLvm.calls = []
+    rc, res = run_module(lvpatch, dict(ARGS, src=target, name='y', tags=['ok', '--all']))
+    assert rc == 1 and res['msg'].startswith("'--all' is not a valid LVM tag") and changes() == []
+
+
+def test_an_existing_volume_of_this_diff_gets_the_missing_tags(target, run_module):
+    sha1 = sha1_of(target)
+    FakeLvm.others = {'x': ('Vri---tz-k', 'lvdiff_sha1:%s,rep' % sha1)}
+    rc, res = run_module(lvpatch, dict(ARGS, src=target, tags=['rep', 'of:V']))
+    assert rc == 0 and res['changed'] is True
+    assert changes() == [('run', 'lvchange', '--addtag', 'of:V', 'vg/x')]
+    FakeLvm.calls = []
+    FakeLvm.others = {'x': ('Vri---tz-k', 'lvdiff_sha1:%s,rep,of:V' % sha1)}
+    rc, res = run_module(lvpatch, dict(ARGS, src=target, tags=['rep', 'of:V']))
+    assert rc == 0 and res['changed'] is False and changes() == []
