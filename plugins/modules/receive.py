@@ -271,7 +271,8 @@ def _volume(lvm, report, v, done, keep_diffs, check_mode, stop):
             fresh = lvs if not done['steps'] and not done['finished'] else None
             res = _restore.patch(lvm, step['src'], vg, step['name'], base=step['base'], pool=v['pool'],
                                  tags=v['tags'], check_mode=check_mode, lvs=fresh, refinish=True)
-        made.add(step['name'])
+        if step['name'] not in lvs:  # check mode: the steps after it have no base to check against
+            made.add(step['name'])
         removed = not keep_diffs and _remove_diff(step['src'], check_mode)
         done['steps'].append({'name': step['name'], 'base': step['base'], 'src': step['src'], 'sha1': res['sha1'],
                               'changed': res['changed'], 'data_chunks': res['data_chunks'],

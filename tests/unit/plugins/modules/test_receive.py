@@ -54,10 +54,12 @@ def test_two_volumes_in_one_run(env, run_module, jobs):
     assert 'lvdiff_rep_replica' in a2['lv_tags'].split(',')
     assert os.path.exists(full) and os.path.exists(inc)
 
-    host.calls = []
-    rc, again = run_module(receive, {'volumes': volumes(full, inc), 'keep_diffs': True, 'jobs': jobs})
-    assert rc == 0 and again['changed'] is False and host.changes() == []
-    assert [s['sha1'] for s in again['volumes'][0]['steps']] == [s['sha1'] for s in res['volumes'][0]['steps']]
+    for check_mode in (False, True):
+        host.calls = []
+        rc, again = run_module(receive, {'volumes': volumes(full, inc), 'keep_diffs': True, 'jobs': jobs},
+                               check_mode=check_mode)
+        assert rc == 0 and again['changed'] is False and host.changes() == []
+        assert [s['sha1'] for s in again['volumes'][0]['steps']] == [s['sha1'] for s in res['volumes'][0]['steps']]
 
 
 def test_a_failed_volume_is_its_own_result(env, run_module):
