@@ -143,6 +143,9 @@ class Differ:
     def diff(self, p, lvs=None):
         """lvdiff's work and result for p (lvdiff's options: vg, lv, base, dest, pairs, checksum_level,
         format, force); lvs is {name: LV} of p['vg'] when the caller has read it (else one lvs)."""
+        check_name('volume', p['lv'])  # every name refused before any command runs
+        if p['base']:
+            check_name('base volume', p['base'])
         if lvs is None:
             lvs = self.lvm.lvs(p['vg'])
         lv, base, pool = _volumes(lvs, p)

@@ -122,13 +122,14 @@ options:
       - Relay mode. O(src) is on this host, reached through SSH from the host running the module.
     type: str
   src_port:
-    description: SSH port of O(src_host).
+    description:
+      - SSH port of O(src_host); default 22.
+      - Only with O(src_host) (as O(src_user) and O(src_key_file)): given without it, the module refuses
+        rather than send the file of that path on this host.
     type: int
-    default: 22
   src_user:
-    description: SSH user on O(src_host). It must be able to read O(src).
+    description: SSH user on O(src_host), default C(root). It must be able to read O(src).
     type: str
-    default: root
   src_key_file:
     description: Private key to log in to O(src_host) with; default as for O(key_file).
     type: path
@@ -295,7 +296,7 @@ def _endpoints(p):
     if not p['src_host']:
         return target, None
     try:
-        return target, _transfer.SSHEndpoint(p['src_host'], p['src_port'], p['src_user'], p['src_key_file'],
+        return target, _transfer.SSHEndpoint(p['src_host'], p['src_port'] or 22, p['src_user'] or 'root', p['src_key_file'],
                                              p['host_key_checking'], p['timeout'], p['io_timeout'])
     except BaseException:
         target.close()
@@ -330,6 +331,8 @@ class _Link:
 
 def run(module):
     p = module.params
+    if p['sha1'] is not None:  # refused before any connection
+        _transfer.check_sha1(p['sha1'])
     link = _Link(p)
     try:
         if p['files'] is None:
@@ -371,14 +374,15 @@ def main():
             io_timeout=dict(type='int', default=600),
             sha1=dict(type='str'),
             src_host=dict(type='str'),
-            src_port=dict(type='int', default=22),
-            src_user=dict(type='str', default='root'),
+            src_port=dict(type='int'),
+            src_user=dict(type='str'),
             src_key_file=dict(type='path'),
         ),
         supports_check_mode=True,
         required_one_of=[('src', 'files')],
         required_together=[('src', 'dest')],
         mutually_exclusive=[('files', 'src'), ('files', 'dest'), ('files', 'sha1')],
+        required_by={'src_port': 'src_host', 'src_user': 'src_host', 'src_key_file': 'src_host'},
     )
     if not _transfer.HAS_PARAMIKO:
         module.fail_json(msg=missing_required_lib('paramiko'), exception=str(_transfer.PARAMIKO_IMPORT_ERROR))

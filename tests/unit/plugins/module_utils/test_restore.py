@@ -14,8 +14,8 @@ import pytest
 from ansible_collections.lvdiff.thin.plugins.module_utils import _lvm, _restore
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError, LvdiffError, Terminated
 
-from test_diff_roundtrip import make_diff
-from volumes import VolumePair
+from ansible_collections.lvdiff.thin.tests.support.diffs import make_diff
+from ansible_collections.lvdiff.thin.tests.support.volumes import VolumePair
 
 CS = 4096
 

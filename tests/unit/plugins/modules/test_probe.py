@@ -14,7 +14,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import Command
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 from ansible_collections.lvdiff.thin.plugins.modules import probe
 
-from test_thinmeta import build
+from ansible_collections.lvdiff.thin.tests.support.volumes import build
 
 CS = 4096
 OF = _replicate.TAG_OF

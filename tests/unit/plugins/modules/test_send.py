@@ -18,9 +18,9 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.modules import send
 
-from test_thinmeta import build, materialize
-from test_transfer import ShellEndpoint
-from volumes import sha256_file
+from ansible_collections.lvdiff.thin.tests.support.volumes import build, materialize
+from ansible_collections.lvdiff.thin.tests.support.shell import ShellEndpoint
+from ansible_collections.lvdiff.thin.tests.support.volumes import sha256_file
 
 CS = 4096
 TAGS = [_replicate.TAG_SNAP, _replicate.TAG_OF + 'U-vol']

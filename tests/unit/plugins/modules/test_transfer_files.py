@@ -10,7 +10,7 @@ import yaml
 from ansible_collections.lvdiff.thin.plugins.module_utils import _transfer
 from ansible_collections.lvdiff.thin.plugins.modules import transfer
 
-from test_transfer import ShellEndpoint
+from ansible_collections.lvdiff.thin.tests.support.shell import ShellEndpoint
 
 
 @pytest.fixture
