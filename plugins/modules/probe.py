@@ -103,12 +103,18 @@ volumes:
       returned: success
     data_chunks:
       description:
-        - Chunks a diff against RV(volumes[].since) would carry (as RV(lvdiff.thin.lvdiff#module:data_chunks)).
-        - Null when there is no RV(volumes[].since) (no pool metadata is read for that volume).
+        - Chunks a diff against RV(volumes[].since) would carry (as RV(lvdiff.thin.lvdiff#module:data_chunks));
+          without RV(volumes[].since), the chunks of a full image (the volume's mapped chunks).
+      type: int
+      returned: success
+    estimated_size:
+      description:
+        - Size in bytes of that diff with lvdiff's defaults (format C(lvdiff), checksum level 2, no pairs), as
+          lvdiff estimates it in check mode; read from the metadata only.
       type: int
       returned: success
     discard_chunks:
-      description: Chunks such a diff would discard, or null when there is no RV(volumes[].since).
+      description: Chunks such a diff would discard (0 for a full image).
       type: int
       returned: success
     chunk_size:
@@ -137,8 +143,8 @@ volumes:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _replicate, _thinmeta
-from ansible_collections.lvdiff.thin.plugins.module_utils._backup import thin
+from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _diffio, _replicate, _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils._backup import _header, thin
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, Terminated, run_module
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name
@@ -171,16 +177,26 @@ def _volume(report, rows, item):
         raise LvdiffError('thin pool %s/%s of %s not found' % (vg, lv.pool, name))
     result = {'uuid': lv.uuid, 'size': lv.size, 'since': since and since.name,
               'since_size': since and since.size, 'chunk_size': pool.chunk_size,
-              'data_chunks': None, 'discard_chunks': None, 'changed_since': True}
-    return result, lv, since
+              'data_chunks': None, 'discard_chunks': None, 'estimated_size': None, 'changed_since': True}
+    return result, lv, since, pool
 
 
-def _count(runner, tmeta, result, lv, since):
-    """Chunks a diff of lv against since would carry and discard (the very numbers lvdiff reports)."""
-    with Plan(result['chunk_size'], lv.size, since.size) as plan:
-        plan.add_delta(_thinmeta.thin_delta(runner, tmeta, since.thin_id, lv.thin_id))
+# What estimated_size assumes: lvdiff's defaults.
+_DEFAULTS = {'checksum_level': 2, 'pairs': {}, 'format': 'lvdiff'}
+
+
+def _count(runner, tmeta, result, lv, since, pool):
+    """Chunks a diff of lv against since (or a full image) would carry and discard, and its size: the very
+    numbers lvdiff reports in check mode."""
+    with Plan(result['chunk_size'], lv.size, since.size if since else None) as plan:
+        if since is not None:
+            plan.add_delta(_thinmeta.thin_delta(runner, tmeta, since.thin_id, lv.thin_id))
+        else:
+            plan.add_mapped(_thinmeta.thin_mappings(runner, tmeta, lv.thin_id))
         result.update(data_chunks=plan.data_chunks, discard_chunks=plan.discard_chunks,
-                      changed_since=bool(plan.data_chunks or plan.discard_chunks) or lv.size != since.size)
+                      estimated_size=_diffio.estimate_size(_header(_DEFAULTS, lv, since, pool), plan),
+                      changed_since=since is None or bool(plan.data_chunks or plan.discard_chunks)
+                      or lv.size != since.size)
 
 
 def _each(items, work):
@@ -210,17 +226,18 @@ def run(module):
     parsed = dict((vg, _replicate.rows(r)) for vg, r in rows.items())
 
     def prepare(item):
-        item['result'], item['lv_'], item['since_'] = _volume(report, parsed, item)
+        item['result'], item['lv_'], item['since_'], item['pool_'] = _volume(report, parsed, item)
     _each(items, prepare)
 
-    pools = {}  # one metadata snapshot per pool, for all of its volumes that have a snapshot
+    pools = {}  # one metadata snapshot per pool, for all of its volumes
     for item in items:
-        if item.get('since_') is not None and 'failed' not in item['result']:
+        if 'failed' not in item['result']:
             pools.setdefault((item['vg'], item['lv_'].pool), []).append(item)
     for (vg, pool), group in sorted(pools.items()):
         try:
             with _thinmeta.MetadataSnapshot(runner, vg, pool) as meta:
-                _each(group, lambda item: _count(runner, meta.tmeta, item['result'], item['lv_'], item['since_']))
+                _each(group, lambda item: _count(runner, meta.tmeta, item['result'], item['lv_'], item['since_'],
+                                                 item['pool_']))
         except Terminated:
             raise
         except Exception as e:  # reserving (or releasing) failed: every volume of the pool

@@ -98,6 +98,7 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setattr(_thinmeta, 'MetadataSnapshot', FakeMetadataSnapshot)
     # The restored metadata file has no metadata snapshot: read its live root.
     monkeypatch.setattr(_thinmeta, 'thin_delta', functools.partial(_thinmeta.thin_delta, metadata_snap=False))
+    monkeypatch.setattr(_thinmeta, 'thin_mappings', functools.partial(_thinmeta.thin_mappings, metadata_snap=False))
     return w
 
 
@@ -113,11 +114,18 @@ def test_changes_since_the_newest_snapshot(world, run_module):
     assert want_data and want_discard, 'the scenario has changes'
     assert data == {'vg': 'vg', 'lv': 'data', 'uuid': 'U-data', 'size': world.new, 'chunk_size': CS,
                     'since': 'data-rep-20260101T000000Z', 'since_size': world.old, 'data_chunks': want_data,
-                    'discard_chunks': want_discard, 'changed_since': True, 'changed': False, 'failed': False}
+                    'discard_chunks': want_discard, 'changed_since': True, 'changed': False, 'failed': False,
+                    'estimated_size': data['estimated_size']}
+    # lvdiff's own estimate: at least the data, plus headers and records
+    assert want_data * CS < data['estimated_size'] < want_data * CS * 1.05 + 4096
     assert (same['since'], same['data_chunks'], same['discard_chunks'], same['changed_since']) == (
         'same-rep-20260101T000000Z', 0, 0, False)
-    assert (fresh['since'], fresh['since_size'], fresh['data_chunks'], fresh['changed_since']) == (
-        None, None, None, True)
+    # no snapshot yet: the full image's chunks, from the volume's mappings
+    with Plan(CS, world.old, None) as full:
+        full.add_mapped(_thinmeta.thin_mappings(world.runner, world.meta, 1, metadata_snap=False))
+    assert (fresh['since'], fresh['since_size'], fresh['data_chunks'], fresh['discard_chunks'],
+            fresh['changed_since']) == (None, None, full.data_chunks, 0, True)
+    assert full.data_chunks and fresh['estimated_size'] > full.data_chunks * CS
     assert other['data_chunks'] == want_data and other['failed'] is False
     # one lvs for the host, one metadata snapshot per pool, released
     assert world.runner.lvs_calls == 1
