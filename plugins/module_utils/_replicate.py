@@ -22,6 +22,8 @@ import datetime
 import json
 import re
 
+from ansible_collections.lvdiff.thin.plugins.module_utils import _lvm
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import TAG_ORIGIN, TMP_SUFFIX
 
 TAG_SNAP = 'lvdiff_rep_snap'
@@ -30,7 +32,6 @@ TAG_OF = 'lvdiff_rep_of:'
 SNAP_INFIX = '-rep-'
 TIME_FORMAT = '%Y%m%dT%H%M%SZ'
 _TIME = re.compile(r'-(\d{8}T\d{6}Z)$')
-_NAME = re.compile(r'^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$')
 _NAME_MAX = 127
 
 
@@ -72,7 +73,13 @@ def safe_name_part(text):
 
 
 def check_name(kind, name, reserve=0):
-    if not _NAME.match(name) or len(name) > _NAME_MAX - reserve or name in ('.', '..'):
+    """LVM's name rules (_lvm's), with room left for what is appended to name later."""
+    try:
+        _lvm.check_name(kind, name)
+        ok = len(name) <= _NAME_MAX - reserve
+    except LvdiffError:
+        ok = False
+    if not ok:
         raise PlanError('%s %r is not a valid LVM name (letters, digits, + _ . -; at most %d characters here)'
                         % (kind, name, _NAME_MAX - reserve))
     return name
