@@ -196,7 +196,11 @@ volumes:
       type: bool
       returned: always
     msg:
-      description: Why the volume failed.
+      description:
+        - Why the volume failed.
+        - The volume's result also holds the details of that failure, as the failing module would return them,
+          for example C(resumed_from), C(bytes_sent) and C(dest_file) of an interrupted transfer, or C(rc) and
+          C(stderr) of a failed command.
       type: str
       returned: failure
     steps:
@@ -388,7 +392,8 @@ class Sender:
                 result['changed'] = result['changed'] or done['changed']
                 lvs = done.pop('lvs')
         except Exception as e:  # this volume's failure (with the steps done before it); the others go on
-            result['msg'] = _batch.failure(e)['msg']
+            # with the error's details: an interrupted transfer's resumed_from tells what the target kept
+            result.update((k, v) for k, v in _batch.failure(e).items() if k not in ('failed', 'steps', 'changed'))
         return result
 
     def step(self, item, step, lvs):
