@@ -296,8 +296,8 @@ def _endpoints(p):
     if not p['src_host']:
         return target, None
     try:
-        return target, _transfer.SSHEndpoint(p['src_host'], p['src_port'] or 22, p['src_user'] or 'root', p['src_key_file'],
-                                             p['host_key_checking'], p['timeout'], p['io_timeout'])
+        return target, _transfer.SSHEndpoint(p['src_host'], p['src_port'] or 22, p['src_user'] or 'root',
+                                             p['src_key_file'], p['host_key_checking'], p['timeout'], p['io_timeout'])
     except BaseException:
         target.close()
         raise

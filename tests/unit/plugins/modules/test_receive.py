@@ -10,7 +10,7 @@ import pytest
 from ansible_collections.lvdiff.thin.plugins.module_utils import _restore
 from ansible_collections.lvdiff.thin.plugins.modules import receive
 
-from test_restore import LvmHost, chain
+from ansible_collections.lvdiff.thin.tests.support.lvmhost import LvmHost, chain
 
 TAGS = ['lvdiff_rep_replica', 'lvdiff_rep_of:V']
 REPLICA_ATTR = 'Vri---tz-k'

@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError
 from ansible_collections.lvdiff.thin.plugins.modules import rotate
 
-from test_restore import LvmHost
+from ansible_collections.lvdiff.thin.tests.support.lvmhost import LvmHost
 
 TAG = 'lvdiff_rep_replica'
 
