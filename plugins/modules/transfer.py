@@ -124,7 +124,7 @@ options:
   src_port:
     description:
       - SSH port of O(src_host); default 22.
-      - Only with O(src_host) (as O(src_user) and O(src_key_file)): given without it, the module refuses
+      - Only with O(src_host), as O(src_user) and O(src_key_file). Given without it, the module refuses
         rather than send the file of that path on this host.
     type: int
   src_user:

@@ -14,6 +14,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import Command
 
 from ansible_collections.lvdiff.thin.tests.support.lvmhost import LvmHost, chain
 
+
 @pytest.fixture
 def host(tmp_path, monkeypatch):
     monkeypatch.setattr(_restore, 'LOCK_DIR', str(tmp_path / 'run-lvdiff.thin'))
