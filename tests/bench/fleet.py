@@ -2,7 +2,7 @@
 """Fleet benchmark (issue 11): the role lvdiff.thin.replicate on one host with N volumes, in the guest.
 
     make bench-fleet                                  # N = 1 8 32; tests/output/bench/fleet.md
-    .venv/bin/python tests/bench/fleet.py --smoke     # N = 2 (what CI runs)
+    .venv/bin/python tests/bench/fleet.py --smoke     # N = 2, one ping each, no module pair (CI)
     .venv/bin/python tests/bench/fleet.py --sizes 1 8 [--out FILE]
 
 For each N: N thin volumes of 64 MiB on src:vgsrc/pool with 4 MiB of data each; the role's first
@@ -13,10 +13,10 @@ unchanged run; each timed on the controller (wall), with the tasks the src recap
 run each volume's result is checked (status, cycle kind) and, for a sample, the newest replica's
 SHA-1 against its source's: a wrong replica fails the benchmark. Timings are reported, not asserted.
 
-Floors, measured in the same run: `ansible -m ping` on src and on dst (median of 3 each); a shell loop
-on src that copies each volume's changed bytes with dd and hashes them with sha1sum (the per-volume
-floor of the issue), and the same loop sending them to dst over SSH; the single-volume module pair
-(ad hoc lvdiff on src, lvpatch on dst, one incremental of 256 KiB) against ping.
+Floors, measured in the same run: `ansible -m ping` on src and on dst (median of 3 each; src's again
+after the runs); a shell loop on src that copies each volume's changed bytes with dd and hashes them
+with sha1sum (the per-volume floor of the issue), and the same loop sending them to dst over SSH; the
+single-volume module pair (ad hoc lvdiff on src, lvpatch on dst, one incremental of 256 KiB) against ping.
 
 The guest (tests/guest) is booted and always stopped, unless FLEET_GUEST_RUNNING=1 says that the
 caller (tests/integration/run.sh) runs it; GUEST_OUT names its directory as for tests/guest.
@@ -108,8 +108,15 @@ def adhoc(inventory, host, module, args):
     return wall, json.loads(out[out.index("{"):])
 
 
-def ping(inventory, host, runs=3):
-    return median([adhoc(inventory, host, "ansible.builtin.ping", "")[0] for _ in range(runs)])
+PING_RUNS = 3  # --smoke: 1
+
+
+def pings(inventory, host):
+    return [adhoc(inventory, host, "ansible.builtin.ping", "")[0] for _ in range(PING_RUNS)]
+
+
+def ping(inventory, host):
+    return median(pings(inventory, host))
 
 
 # --- volumes -----------------------------------------------------------------------------------
@@ -272,7 +279,7 @@ def bench_size(inventory, n, rng, logdir):
     vols = names(n)
     log("N=%d: creating %d volumes" % (n, n))
     create_volumes(vols, rng)
-    pings = [adhoc(inventory, "src", "ansible.builtin.ping", "")[0] for _ in range(3)]
+    src_pings = pings(inventory, "src")
     row = {"n": n, "ping_dst": ping(inventory, "dst")}
     for phase in ("first", "incremental", "unchanged"):
         if phase == "incremental":
@@ -284,9 +291,9 @@ def bench_size(inventory, n, rng, logdir):
         row[phase] = r
         log("N=%d: %s run %.1f s, %d tasks on src (%d skipped), %d bytes sent; %d replicas verified"
             % (n, phase, r["wall"], r["tasks"], r["skipped"], r["sent"], r["checked"]))
-    # src's ping again after the runs: the machine's load moves during them (median of all six)
-    pings += [adhoc(inventory, "src", "ansible.builtin.ping", "")[0] for _ in range(3)]
-    row["ping_src"], row["ping_src_range"] = median(pings), (min(pings), max(pings))
+    # src's ping again after the runs: the machine's load moves during them (the median of all)
+    src_pings += pings(inventory, "src")
+    row["ping_src"], row["ping_src_range"] = median(src_pings), (min(src_pings), max(src_pings))
     cleanup()
     return row
 
@@ -321,7 +328,7 @@ def report(rows, pair, pings, meta):
             out.append("| %d | %s | %s | %s | %d | %d | %.2f | %s | %s |" % (
                 n, phase, s(r["wall"]), s(per), r["tasks"], r["skipped"], r["sent"] / MiB, ratio, target))
     out += ["", "Floors, measured in the same run (before each N's runs; the shell loops on src, timed there):", "",
-            "| N | ping src s (median of 3 before and 3 after; range) | ping dst s"
+            "| N | ping src s (median of the pings before and after the runs; range) | ping dst s"
             " | dd \\| sha1sum loop s (per volume) |"
             " dd \\| ssh dst 'cat > f && sha1sum f' loop s (per volume) |",
             "|---:|---:|---:|---:|---:|"]
@@ -361,12 +368,15 @@ def load():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32], help="numbers of volumes (default 1 8 32)")
-    ap.add_argument("--smoke", action="store_true", help="N=2 only, for CI (a few minutes)")
+    ap.add_argument("--smoke", action="store_true", help="N=2, one ping each, no module pair: for CI")
     ap.add_argument("--no-pair", action="store_true", help="skip the single-volume module pair")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--out", help="Markdown report (default tests/output/bench/fleet[-smoke].md)")
     args = ap.parse_args()
     sizes = [2] if args.smoke else args.sizes
+    if args.smoke:
+        global PING_RUNS
+        PING_RUNS, args.no_pair = 1, True
     out = args.out or os.path.join(_common.OUTPUT, "fleet-smoke.md" if args.smoke else "fleet.md")
     logdir = os.path.join(_common.OUTPUT, "fleet-smoke" if args.smoke else "fleet")
     os.makedirs(logdir, exist_ok=True)
