@@ -3,7 +3,8 @@
 
     make bench-fleet                                  # N = 1 8 32; tests/output/bench/fleet.md
     .venv/bin/python tests/bench/fleet.py --smoke     # N = 2, one ping each, no module pair (CI)
-    .venv/bin/python tests/bench/fleet.py --sizes 1 8 [--out FILE]
+    .venv/bin/python tests/bench/fleet.py --sizes 1 8 [--out FILE]   # also FILE.json, the raw numbers
+    .venv/bin/python tests/bench/fleet.py --render FILE.json            # its report again
 
 For each N: N thin volumes of 64 MiB on src:vgsrc/pool with 4 MiB of data each; the role's first
 run, then 256 KiB written at a random offset of each volume and the incremental run, then an
@@ -307,9 +308,9 @@ def report(rows, pair, pings, meta):
            "Commit %s; controller load before %s, after %s. Each volume 64 MiB with 4 MiB of data; the "
            "incremental writes 256 KiB at a random offset of each. Ratios as in issue 11's targets." % (
                meta["commit"], meta["load_before"], meta["load_after"]), "",
-           "| N | run | wall s | s per volume | tasks on src (ok+failed) | skipped | MiB sent | ratio"
+           "| N | run | wall s | s per volume | tasks on src (ok+failed) | skipped | s per task | MiB sent | ratio"
            " | target (at N=32) |",
-           "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         n = row["n"]
         for phase in ("first", "incremental", "unchanged"):
@@ -325,8 +326,9 @@ def report(rows, pair, pings, meta):
             elif phase == "unchanged":
                 ratio = "%.1fx ping" % (r["wall"] / row["ping_src"])
                 target = "< 3x ping: %s" % ("met" if r["wall"] < 3 * row["ping_src"] else "missed")
-            out.append("| %d | %s | %s | %s | %d | %d | %.2f | %s | %s |" % (
-                n, phase, s(r["wall"]), s(per), r["tasks"], r["skipped"], r["sent"] / MiB, ratio, target))
+            out.append("| %d | %s | %s | %s | %d | %d | %.2f | %.2f | %s | %s |" % (
+                n, phase, s(r["wall"]), s(per), r["tasks"], r["skipped"], r["wall"] / max(r["tasks"], 1),
+                r["sent"] / MiB, ratio, target))
     out += ["", "Floors, measured in the same run (before each N's runs; the shell loops on src, timed there):", "",
             "| N | ping src s (median of the pings before and after the runs; range) | ping dst s"
             " | dd \\| sha1sum loop s (per volume) |"
@@ -372,7 +374,16 @@ def main():
     ap.add_argument("--no-pair", action="store_true", help="skip the single-volume module pair")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--out", help="Markdown report (default tests/output/bench/fleet[-smoke].md)")
+    ap.add_argument("--render", metavar="JSON", help="only write the report of the raw numbers an earlier run saved")
     args = ap.parse_args()
+    if args.render:
+        with open(args.render) as f:
+            raw = json.load(f)
+        text = report(raw["rows"], raw["pair"], raw["pings"], raw["meta"])
+        with open(args.out or os.path.splitext(args.render)[0] + ".md", "w") as f:
+            f.write(text)
+        print(text)
+        return 0
     sizes = [2] if args.smoke else args.sizes
     if args.smoke:
         global PING_RUNS
