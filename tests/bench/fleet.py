@@ -270,7 +270,8 @@ def module_pair(inventory, rng):
 # --- one size ----------------------------------------------------------------------------------
 
 
-def bench_size(inventory, n, rng, logdir):
+def bench_size(inventory, n, rng, logdir, row, save):
+    """Fill row with N=n's floors and runs, calling save() after each step (an interrupted run keeps them)."""
     cleanup()
     need = n * (DATA_MIB + 2 * CHANGE_KIB / 1024) + 64   # data + changes (+ a margin for the pair)
     for host, vg in (("src", "vgsrc"), ("dst", "vgdst")):
@@ -281,22 +282,26 @@ def bench_size(inventory, n, rng, logdir):
     log("N=%d: creating %d volumes" % (n, n))
     create_volumes(vols, rng)
     src_pings = pings(inventory, "src")
-    row = {"n": n, "ping_dst": ping(inventory, "dst")}
+    row.update(n=n, ping_dst=ping(inventory, "dst"), ping_src=median(src_pings),
+               ping_src_range=(min(src_pings), max(src_pings)))
+    log("N=%d: ping src %.2f s, dst %.2f s" % (n, row["ping_src"], row["ping_dst"]))
     for phase in ("first", "incremental", "unchanged"):
         if phase == "incremental":
             offsets = write_changes(vols, rng)
             row["floor_local"], row["floor_ssh"] = shell_floors(offsets)
+            log("N=%d: shell floors: dd|sha1sum %.2f s, over ssh %.2f s" % (n, row["floor_local"], row["floor_ssh"]))
         log("N=%d: %s run" % (n, phase))
         r = run_role(inventory, vols, phase, n, logdir)
         r["checked"] = verify(r.pop("results"), vols, phase, rng)
         row[phase] = r
+        save()
         log("N=%d: %s run %.1f s, %d tasks on src (%d skipped), %d bytes sent; %d replicas verified"
             % (n, phase, r["wall"], r["tasks"], r["skipped"], r["sent"], r["checked"]))
     # src's ping again after the runs: the machine's load moves during them (the median of all)
     src_pings += pings(inventory, "src")
     row["ping_src"], row["ping_src_range"] = median(src_pings), (min(src_pings), max(src_pings))
+    save()
     cleanup()
-    return row
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -314,6 +319,8 @@ def report(rows, pair, pings, meta):
     for row in rows:
         n = row["n"]
         for phase in ("first", "incremental", "unchanged"):
+            if phase not in row:   # an interrupted run
+                continue
             r = row[phase]
             per = r["wall"] / n
             ratio, target = "-", "-"
@@ -334,7 +341,7 @@ def report(rows, pair, pings, meta):
             " | dd \\| sha1sum loop s (per volume) |"
             " dd \\| ssh dst 'cat > f && sha1sum f' loop s (per volume) |",
             "|---:|---:|---:|---:|---:|"]
-    for row in rows:
+    for row in (r for r in rows if "floor_local" in r):
         n = row["n"]
         out.append("| %d | %s (%s-%s) | %s | %s (%.3f) | %s (%.3f) |" % (
             n, s(row["ping_src"]), s(row["ping_src_range"][0]), s(row["ping_src_range"][1]), s(row["ping_dst"]),
@@ -348,9 +355,9 @@ def report(rows, pair, pings, meta):
                 "| `ansible dst -m lvdiff.thin.lvpatch` | %s | %.1fx ping dst |" % (s(t_patch), t_patch / pings[1]),
                 "| the pair | %s | %.1fx (ping src + ping dst) |" % (s(t_diff + t_patch),
                                                                  (t_diff + t_patch) / (pings[0] + pings[1]))]
-    tasks = {ph: sorted({row[ph]["tasks"] for row in rows}) for ph in ("first", "incremental", "unchanged")}
     out += ["", "Tasks on src per run, by N (%s): %s." % (", ".join(str(row["n"]) for row in rows), "; ".join(
-        "%s %s" % (ph, "/".join(str(row[ph]["tasks"]) for row in rows)) for ph in tasks))]
+        "%s %s" % (ph, "/".join(str(row[ph]["tasks"]) if ph in row else "-" for row in rows))
+        for ph in ("first", "incremental", "unchanged")))]
     return "\n".join(out) + "\n"
 
 
@@ -403,19 +410,26 @@ def main():
         if own_guest:
             subprocess.run([os.path.join(_common.REPO, "tests", "guest", "start.sh")], env=start_env, check=True)
         inventory = guest_env()["GUEST_INVENTORY"]
-        rows = []
-        for n in sizes:
-            rows.append(bench_size(inventory, n, rng, logdir))
-        pair = pings = None
+        raw = {"rows": [], "pair": None, "pings": None, "meta": meta}
+
+        def save():  # the raw numbers so far, for --render (also of an interrupted run)
+            meta["load_after"] = load()
+            with open(os.path.splitext(out)[0] + ".json", "w") as f:
+                json.dump(raw, f, indent=1)
+
         if not args.no_pair:
             log("single-volume module pair")
-            pings = (ping(inventory, "src"), ping(inventory, "dst"))
-            pair = module_pair(inventory, rng)
             cleanup()
-        meta["load_after"] = load()
-        with open(os.path.splitext(out)[0] + ".json", "w") as f:   # the raw numbers, for another report
-            json.dump({"rows": rows, "pair": pair, "pings": pings, "meta": meta}, f, indent=1)
-        text = report(rows, pair, pings, meta)
+            raw["pings"] = (ping(inventory, "src"), ping(inventory, "dst"))
+            raw["pair"] = module_pair(inventory, rng)
+            log("module pair: lvdiff %.1f s, lvpatch %.1f s; ping src %.2f s, dst %.2f s"
+                % (raw["pair"] + raw["pings"]))
+            save()
+        for n in sizes:
+            raw["rows"].append({"n": n})
+            bench_size(inventory, n, rng, logdir, raw["rows"][-1], save)
+        save()
+        text = report(raw["rows"], raw["pair"], raw["pings"], meta)
     except BenchError as e:
         print("fleet: FAILED: %s" % e, file=sys.stderr)
         return 1
