@@ -38,6 +38,15 @@ for t in "${targets[@]}"; do
   fi
 done
 
+if [[ $# -eq 0 ]]; then  # the whole run only: the replicate role on 2 volumes (tests/bench/fleet.py)
+  echo "=== bench-fleet smoke"
+  if FLEET_GUEST_RUNNING=1 "$ANSIBLE/python" tests/bench/fleet.py --smoke; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); echo "=== bench-fleet smoke: FAILED"
+  fi
+fi
+
 echo "=== ad hoc: ansible src -m lvdiff.thin.lvdiff_info"
 if tests/integration/adhoc.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== adhoc: FAILED"; fi
 
