@@ -17,7 +17,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinm
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
-from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name, thin_in
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan, ceil_div
 
 
@@ -68,21 +68,10 @@ def _check_max_len(fmt, chunk_size):
     return chunk_size if fmt == 'hyperlayer' else MAX_EXTENT
 
 
-def thin(lvs, vg, name, what='volume'):
-    """The thin volume vg/name in lvs ({name: LV} of vg, one lvs for all lookups), or a clear error."""
-    check_name(what, name)
-    lv = lvs.get(name)
-    if lv is None:
-        raise LvdiffError('%s %s/%s does not exist' % (what, vg, name))
-    if not lv.is_thin:
-        raise LvdiffError('%s %s/%s is not a thin volume (lv_attr %s)' % (what, vg, name, lv.attr))
-    return lv
-
-
 def _volumes(lvs, p):
     """(lv, base or None, pool), refused unless thin_delta can compare them in the format asked for."""
-    lv = thin(lvs, p['vg'], p['lv'])
-    base = thin(lvs, p['vg'], p['base'], 'base volume') if p['base'] else None
+    lv = thin_in(lvs, p['vg'], p['lv'])
+    base = thin_in(lvs, p['vg'], p['base'], 'base volume') if p['base'] else None
     if base is not None and base.pool != lv.pool:
         raise LvdiffError('%s and its base %s are in different thin pools (%s, %s); thin_delta compares '
                           'volumes of one pool only' % (lv.name, base.name, lv.pool, base.pool))
@@ -104,7 +93,7 @@ def _check_dest(dest):
     return dest
 
 
-def _header(p, lv, base, pool):
+def make_header(p, lv, base, pool):
     def vol(x):
         return {'name': x.name, 'uuid': x.uuid, 'thin_id': x.thin_id, 'size': x.size}
     return DiffHeader(
@@ -150,7 +139,7 @@ class Differ:
             lvs = self.lvm.lvs(p['vg'])
         lv, base, pool = _volumes(lvs, p)
         dest = _check_dest(p['dest'])
-        header = _header(p, lv, base, pool)
+        header = make_header(p, lv, base, pool)
         result = {'changed': True, 'dest': dest, 'chunk_size': pool.chunk_size, 'volume_size': lv.size,
                   'pairs': header.pairs, 'lv_uuid': lv.uuid, 'base_uuid': base.uuid if base else None,
                   'format': p['format'], 'thin_tools_version': self.version}

@@ -144,10 +144,10 @@ volumes:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _diffio, _replicate, _thinmeta
-from ansible_collections.lvdiff.thin.plugins.module_utils._backup import _header, thin
+from ansible_collections.lvdiff.thin.plugins.module_utils._backup import make_header
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, Terminated, run_module
-from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name, thin_in
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
 
@@ -164,7 +164,7 @@ def _volume(report, rows, item):
     if vg not in report:
         raise LvdiffError('volume group %s does not exist on this host' % vg)
     lvs = report[vg]
-    lv = thin(lvs, vg, name)
+    lv = thin_in(lvs, vg, name)
     if _replicate.TAG_SNAP in lv.tags or _replicate.TAG_REPLICA in lv.tags:
         raise LvdiffError('%s/%s is a snapshot or replica made by the replicate role; give the volume itself'
                           % (vg, name))
@@ -194,7 +194,7 @@ def _count(runner, tmeta, result, lv, since, pool):
         else:
             plan.add_mapped(_thinmeta.thin_mappings(runner, tmeta, lv.thin_id))
         result.update(data_chunks=plan.data_chunks, discard_chunks=plan.discard_chunks,
-                      estimated_size=_diffio.estimate_size(_header(_DEFAULTS, lv, since, pool), plan),
+                      estimated_size=_diffio.estimate_size(make_header(_DEFAULTS, lv, since, pool), plan),
                       changed_since=since is None or bool(plan.data_chunks or plan.discard_chunks)
                       or lv.size != since.size)
 
