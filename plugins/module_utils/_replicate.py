@@ -260,6 +260,11 @@ def probed(state, probe, target_lvs, time=None):
     for v, pr in _by_position(state['volumes'], probe.get('volumes'), 'probe'):
         v['probe'] = pr
         if pr.get('failed'):
+            try:  # the plan's own refusal when it has one (e.g. no such volume: it names the host)
+                plan(probe.get('lvs', {}).get(v['vg'], []), [], v['vg'], v['lv'], state['host'],
+                     v['keep_source'], v['keep_target'], v['prefix'])
+            except PlanError as e:
+                _fail(v, 'plan', {'msg': str(e)})
             _fail(v, 'probe', pr)
             continue
         if v['target_vg'] in target_errors:

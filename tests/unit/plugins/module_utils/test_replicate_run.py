@@ -71,7 +71,8 @@ def test_first_run_sends_full_images_and_one_failure_stays_with_its_volume():
                      [pr('a', data=1024), {'vg': 'vgsrc', 'lv': 'nosuch', 'failed': True,
                                            'msg': 'volume vgsrc/nosuch does not exist'}, pr('b', data=128)])
     s = advance(s, 'probed', probe, lvs_result(POOL_DST), time=NOW)
-    assert [v['error'] for v in s['volumes']] == [None, 'probe: volume vgsrc/nosuch does not exist', None]
+    # the plan's refusal, naming the host, rather than the probe's
+    assert [v['error'] for v in s['volumes']] == [None, 'plan: volume vgsrc/nosuch does not exist on web1', None]
     assert [x['lv'] for x in s['send']] == ['a', 'b']
     step = s['send'][0]['steps'][0]
     assert step == {'snapshot': 'a-rep-' + NOW, 'create': True, 'base': None,
