@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: deps test unit fuzz lint integration demo guest guest-stop bench bench-smoke bench-transfer docs docs-check clean
+.PHONY: deps test unit fuzz lint integration demo guest guest-stop bench bench-smoke bench-transfer bench-fleet docs docs-check clean
 
 deps:
 	@tests/setup/deps.sh
@@ -58,6 +58,11 @@ bench-transfer: deps $(COLLECTION_LINK)
 	tests/bench/transfer.sh native
 	tests/guest/start.sh
 	tests/bench/transfer.sh guest; rc=$$?; tests/guest/stop.sh; exit $$rc
+
+## The replicate role on one host with N volumes in the guest (boots and stops it): first, incremental and
+## unchanged runs against ping and a dd|sha1sum loop (tests/bench/fleet.py); FLEET_SIZES (default "1 8 32")
+bench-fleet: deps $(COLLECTION_LINK)
+	$(PY) tests/bench/fleet.py --sizes $${FLEET_SIZES:-1 8 32}
 
 ## A real backup -> transfer -> restore round trip in the guest, verified byte for byte
 demo: deps $(COLLECTION_LINK)

@@ -153,6 +153,65 @@ def sweep(dest):
     return swept
 
 
+def remove_file(path, check_mode=False):
+    """Remove path if it is a regular file: a symlink (and what it points to), a directory or a device
+    is refused. A missing path is fine. Returns whether it was (in check mode: would be) removed.
+    unlink removes a name, never follows it: a symlink swapped in after the lstat is removed itself."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise LvdiffError('not removed: cannot stat %s: %s' % (path, e.strerror))
+    if not stat.S_ISREG(st.st_mode):
+        raise LvdiffError('not removed: %s is not a regular file (%s)' % (path, _kind(st.st_mode)))
+    if not check_mode:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise LvdiffError('cannot remove %s: %s' % (path, e.strerror))
+    return True
+
+
+def remove_files_in(directory, suffixes, check_mode=False):
+    """Remove the regular files directly in directory whose names end with one of suffixes (no recursion,
+    no symlink followed, directory itself included). A missing directory is fine. Returns the paths
+    removed (in check mode: that would be)."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise LvdiffError('not swept: cannot open directory %s: %s (a symlink is refused)' % (directory, e.strerror))
+    removed = []
+    try:
+        with os.scandir(dir_fd) as entries:  # relative to the opened directory: it cannot be swapped meanwhile
+            for entry in entries:
+                if entry.name.endswith(tuple(suffixes)) and entry.is_file(follow_symlinks=False):
+                    if not check_mode:
+                        try:
+                            os.unlink(entry.name, dir_fd=dir_fd)
+                        except FileNotFoundError:
+                            continue
+                    removed.append(os.path.join(directory, entry.name))
+    except OSError as e:
+        raise LvdiffError('sweeping %s failed: %s' % (directory, e.strerror))
+    finally:
+        os.close(dir_fd)
+    return sorted(removed)
+
+
+def _kind(mode):
+    for test, kind in ((stat.S_ISLNK, 'a symlink'), (stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO'),
+                       (stat.S_ISSOCK, 'a socket'), (stat.S_ISBLK, 'a block device'),
+                       (stat.S_ISCHR, 'a character device')):
+        if test(mode):
+            return kind
+    return 'mode %o' % mode
+
+
 def create_part(dest):
     """A new temporary file next to dest, (fd, path): mode 0600 from its creation on (mkstemp opens
     with O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600), and flocked so that no concurrent sweep removes it."""

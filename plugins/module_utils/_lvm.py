@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_OFFSET
+from ansible_collections.lvdiff.thin.plugins.module_utils._command import wait_for_children
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError, LvdiffError
 
 _FIELDS = ('lv_name,vg_name,pool_lv,thin_id,lv_uuid,lv_size,chunk_size,lv_attr,lv_tags,lv_path,'
@@ -140,6 +142,36 @@ class LV:
         return int(self.size * (100.0 - (self.data_percent or 0.0)) / 100.0)
 
 
+def rows_of(report):
+    """{vg: [row, ...]} of report() ({vg: {name: LV}}): the lvs fields the batched modules return
+    (the controller's filters read them with _replicate.rows)."""
+    return dict((vg, [{'lv_name': lv.name, 'vg_name': lv.vg, 'lv_uuid': lv.uuid, 'lv_attr': lv.attr,
+                       'lv_tags': ','.join(lv.tags), 'lv_size': str(lv.size), 'pool_lv': lv.pool or ''}
+                      for lv in sorted(lvs.values(), key=lambda lv: lv.name)])
+                for vg, lvs in report.items())
+
+
+def thin_in(lvs, vg, name, what='volume'):
+    """The thin volume vg/name in lvs ({name: LV} of vg), or a clear error."""
+    check_name(what, name)
+    lv = lvs.get(name)
+    if lv is None:
+        raise LvdiffError('%s %s/%s does not exist' % (what, vg, name))
+    if not lv.is_thin:
+        raise LvdiffError('%s %s/%s is not a thin volume (lv_attr %s)' % (what, vg, name, lv.attr))
+    return lv
+
+
+def pool_in(lvs, vg, name, of=None):
+    """The thin pool vg/name in lvs, or a clear error (of: the thin volume whose pool it is)."""
+    pool = lvs.get(name)
+    if pool is None or not pool.is_pool:
+        if of is not None:
+            raise LvdiffError('thin pool %s/%s of %s not found' % (vg, name, of))
+        raise LvdiffError('thin pool %s/%s does not exist' % (vg, name))
+    return pool
+
+
 def _parse(out):
     try:
         return [LV(r) for r in json.loads(out)['report'][0]['lv']]
@@ -188,26 +220,14 @@ class Lvm:
     def thin(self, vg, name, what='volume'):
         """The thin volume vg/name, or a clear error."""
         check_name(what, name)
-        lvs = self.lvs(vg)
-        lv = lvs.get(name)
-        if lv is None:
-            raise LvdiffError('%s %s/%s does not exist' % (what, vg, name))
-        if not lv.is_thin:
-            raise LvdiffError('%s %s/%s is not a thin volume (lv_attr %s)' % (what, vg, name, lv.attr))
-        return lv
+        return thin_in(self.lvs(vg), vg, name, what)
 
     def pool_of(self, lv):
-        pool = self.lvs(lv.vg).get(lv.pool)
-        if pool is None or not pool.is_pool:
-            raise LvdiffError('thin pool %s/%s of %s not found' % (lv.vg, lv.pool, lv.name))
-        return pool
+        return pool_in(self.lvs(lv.vg), lv.vg, lv.pool, of=lv.name)
 
     def pool(self, vg, name):
         check_name('thin pool', name)
-        pool = self.lvs(vg).get(name)
-        if pool is None or not pool.is_pool:
-            raise LvdiffError('thin pool %s/%s does not exist' % (vg, name))
-        return pool
+        return pool_in(self.lvs(vg), vg, name)
 
     def _lvm(self, *argv):
         return self.runner.run(list(argv))
@@ -254,5 +274,30 @@ class Lvm:
     def tag(self, vg, name, add=(), remove=()):
         self._lvm('lvchange', *_tag_args(add, remove), _lv_arg(vg, name))
 
-    def remove(self, vg, name):
-        self._lvm('lvremove', '--yes', '--force', _lv_arg(vg, name))
+    def remove(self, vg, *names):
+        """Remove vg's volumes names with one lvremove."""
+        self._lvm('lvremove', '--yes', '--force', *[_lv_arg(vg, name) for name in names])
+
+    @contextlib.contextmanager
+    def scratch_volume(self, vg, name, lvs=None):
+        """A temporary volume for what becomes vg/name only when complete (lvpatch's): yields its name,
+        name + TMP_SUFFIX, for the block to create and fill. A leftover of a run killed with SIGKILL is
+        removed first (the caller holds name's lock; the suffix is never anyone else's); the block's
+        success renames it to name; any failure, a signal included, removes it. lvs: vg's {name: LV}
+        if the caller has it."""
+        tmp = name + TMP_SUFFIX
+        if tmp in (self.lvs(vg) if lvs is None else lvs):
+            self.remove(vg, tmp)
+        may_exist = True  # from here on, even if a signal interrupts the lvcreate that makes it
+        try:
+            yield tmp
+            self.rename(vg, tmp, name)
+            may_exist = False
+        finally:
+            if may_exist:
+                # A signal reaches the main thread only, while a command of its own may still run: wait
+                # for it. In a worker thread, waiting for any child would reap other threads' commands.
+                if threading.current_thread() is threading.main_thread():
+                    wait_for_children()
+                if tmp in self.lvs(vg):
+                    self.remove(vg, tmp)

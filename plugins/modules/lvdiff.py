@@ -214,165 +214,16 @@ thin_tools_version:
   sample: 0.9.0
 '''
 
-import datetime
-import os
-import zlib
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
-from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
-from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
+from ansible_collections.lvdiff.thin.plugins.module_utils import _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils._backup import Differ
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
-    LvdiffError, run_module)
-from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
-from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan, ceil_div
-
-
-def _pairs(raw):
-    pairs = {}
-    for k, v in raw.items():
-        if isinstance(v, (dict, list)):
-            raise LvdiffError('pairs must map text to text; %r holds a %s' % (k, type(v).__name__))
-        pairs[str(k)] = '' if v is None else str(v)
-    return pairs
-
-
-def _identity(header):
-    """What makes two diffs of the same read-only volumes the same diff (not the pool transaction, which
-    moves with every thin volume created or removed anywhere in the pool). A HyperLayer file records
-    only the volume's name, UUID and size and the base's UUID: compare what it records."""
-    d = header.as_dict()
-    volume, base = d['volume'], d['base']
-    if header.format == 'hyperlayer':
-        volume = dict((k, volume[k]) for k in ('name', 'uuid', 'size'))
-        base = base and {'uuid': base['uuid']}
-    return [volume, base] + [d[k] for k in ('chunk_size', 'checksum_level', 'pairs', 'format')]
-
-
-def _existing(dest, header):
-    """The summary of dest if it is a valid diff with header's identity that we wrote, else None."""
-    st = _diffio.owned_file(dest)
-    if st is None:
-        return None
-    try:
-        fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError:
-        return None
-    with os.fdopen(fd, 'rb', buffering=1 << 20) as f:
-        if not _diffio.same_file(st, _diffio.owned_file(dest, os.fstat(fd))):
-            return None  # replaced between the lstat and the open
-        try:
-            with _diffio.open_reader(f) as reader:
-                if _identity(reader.header) != _identity(header):
-                    return None
-                return _diffio.verify(reader)
-        except (LvdiffError, OSError):
-            return None  # not a valid diff (or unreadable): rewrite it
-
-
-def _check_max_len(fmt, chunk_size):
-    """The longest base-check record the writer of fmt writes (HyperLayer: one chunk)."""
-    return chunk_size if fmt == 'hyperlayer' else MAX_EXTENT
-
-
-def _volumes(lvm, p):
-    """(lv, base or None, pool), refused unless thin_delta can compare them in the format asked for."""
-    lv = lvm.thin(p['vg'], p['lv'])
-    base = lvm.thin(p['vg'], p['base'], 'base volume') if p['base'] else None
-    if base is not None and base.pool != lv.pool:
-        raise LvdiffError('%s and its base %s are in different thin pools (%s, %s); thin_delta compares '
-                          'volumes of one pool only' % (lv.name, base.name, lv.pool, base.pool))
-    if base is not None and base.uuid == lv.uuid:
-        raise LvdiffError('lv and base are the same volume')
-    if p['format'] == 'hyperlayer' and base is None:
-        raise LvdiffError('format hyperlayer cannot hold a full image: give a base, or use format lvdiff')
-    return lv, base, lvm.pool_of(lv)
-
-
-def _check_dest(dest):
-    if os.path.isdir(dest):
-        raise LvdiffError('dest %s is a directory; give a file path' % dest)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-        raise LvdiffError('the directory of dest %s does not exist' % dest)
-    return dest
-
-
-def _header(p, lv, base, pool):
-    def vol(x):
-        return {'name': x.name, 'uuid': x.uuid, 'thin_id': x.thin_id, 'size': x.size}
-    return DiffHeader(
-        volume=vol(lv), base=vol(base) if base else None, chunk_size=pool.chunk_size,
-        checksum_level=p['checksum_level'], pairs=_pairs(p['pairs']), pool_transaction=pool.transaction_id,
-        sample_seed=zlib.crc32(('%s/%s' % (lv.uuid, base.uuid if base else '')).encode()),
-        created=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
-        format=p['format'])
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import run_module
 
 
 def run(module):
-    p = module.params
-    runner = Runner(module)
-    version = _thinmeta.tools_version(runner)
-    lvm = Lvm(runner)
-    lv, base, pool = _volumes(lvm, p)
-    dest = _check_dest(p['dest'])
-    header = _header(p, lv, base, pool)
-    result = {'changed': True, 'dest': dest, 'chunk_size': pool.chunk_size, 'volume_size': lv.size,
-              'pairs': header.pairs, 'lv_uuid': lv.uuid, 'base_uuid': base.uuid if base else None,
-              'format': p['format'], 'thin_tools_version': '.'.join(map(str, version))}
-
-    if not module.check_mode:
-        _diffio.sweep(dest)
-    stable = lv.read_only and (base is None or base.read_only)
-    if stable and not p['force']:
-        done = _existing(dest, header)
-        if done is not None:
-            counts = done['records']
-            result.update(changed=False, size=done['size'], sha1=done['sha1'], checks=counts['check'],
-                          data_chunks=ceil_div(done['data_bytes'], pool.chunk_size),
-                          discard_chunks=ceil_div(done['discard_bytes'], pool.chunk_size))
-            return result
-
-    meta = _thinmeta.MetadataSnapshot(runner, lv.vg, lv.pool)
-    with lvm.active(*([] if module.check_mode else [lv, base])):
-        with meta, Plan(pool.chunk_size, lv.size, base.size if base else None) as plan:
-            if base is not None:
-                plan.add_delta(_thinmeta.thin_delta(runner, meta.tmeta, base.thin_id, lv.thin_id))
-            else:
-                plan.add_mapped(_thinmeta.thin_mappings(runner, meta.tmeta, lv.thin_id))
-            result.update(data_chunks=plan.data_chunks, discard_chunks=plan.discard_chunks)
-            if module.check_mode:
-                checks = plan.base_checks(header.checksum_level, header.sample_seed,
-                                          _check_max_len(p['format'], pool.chunk_size)) if base else ()
-                result.update(size=_diffio.estimate_size(header, plan, p['format']),
-                              checks=sum(1 for dummy in checks))
-                return result
-            written = _write(module, dest, header, plan, lv, base, p['format'])
-    result.update(size=written['size'], sha1=written['sha1'], checks=written['checks'])
-    return result
-
-
-def _open_volume(lv, what):
-    try:
-        return os.open(lv.path, os.O_RDONLY)
-    except OSError as e:
-        raise LvdiffError('cannot open %s %s/%s (%s) for reading: %s' % (what, lv.vg, lv.name, lv.path, e.strerror))
-
-
-def _write(module, dest, header, plan, lv, base, fmt):
-    """Open the volumes (before any file is made: a missing one leaves nothing behind), then write the
-    diff safely to dest (_diffio.write_diff_file: a private temporary file renamed by us)."""
-    fds = []
-    try:
-        fds.append(_open_volume(lv, 'volume'))
-        if base is not None:
-            fds.append(_open_volume(base, 'base volume'))
-        return _diffio.write_diff_file(dest, header, plan, fds[0], fds[1] if base else None, fmt,
-                                       source='%s/%s' % (lv.vg, lv.name), on_temp=module.add_cleanup_file)
-    finally:
-        for x in fds:
-            os.close(x)
+    return Differ(Runner(module), module.check_mode, module.add_cleanup_file).diff(module.params)
 
 
 def main():

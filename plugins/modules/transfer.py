@@ -39,11 +39,32 @@ options:
   src:
     description:
       - Path of the file to send, on the host running the module, or on O(src_host) in relay mode.
+      - Required unless O(files) is given.
     type: str
-    required: true
+  files:
+    description:
+      - Several files to send with the same connection settings, instead of O(src), O(dest) and O(sha1).
+      - One SSH connection to O(host) (and one to O(src_host)) serves all of them. Each file is sent as O(src)
+        would be; one that fails is reported in RV(files[].failed) and the others are still sent (after a
+        failed file, the next one connects afresh). The module fails only when a host cannot be reached.
+    type: list
+    elements: dict
+    suboptions:
+      src:
+        description: As O(src).
+        type: str
+        required: true
+      dest:
+        description: As O(dest).
+        type: str
+        required: true
+      sha1:
+        description: As O(sha1).
+        type: str
   dest:
     description:
       - Path of the file on the target. Missing parent directories are created (mode C(0700)).
+      - Required with O(src).
       - The file and its C(.part) are created with mode C(0600).
       - An existing O(dest) with other content is replaced once the new file has arrived and is verified.
       - Other users of the target must not be able to tamper with it. The module fails, writing nothing, if the
@@ -52,7 +73,6 @@ options:
         C(<dest>.part.sha1) exists as a symlink, as anything but a regular file of O(user), or (the
         C(.part) files) with another hard link.
     type: str
-    required: true
   host:
     description: Address of the target host, as reachable from the host running the module.
     type: str
@@ -102,13 +122,14 @@ options:
       - Relay mode. O(src) is on this host, reached through SSH from the host running the module.
     type: str
   src_port:
-    description: SSH port of O(src_host).
+    description:
+      - SSH port of O(src_host); default 22.
+      - Only with O(src_host), as O(src_user) and O(src_key_file). Given without it, the module refuses
+        rather than send the file of that path on this host.
     type: int
-    default: 22
   src_user:
-    description: SSH user on O(src_host). It must be able to read O(src).
+    description: SSH user on O(src_host), default C(root). It must be able to read O(src).
     type: str
-    default: root
   src_key_file:
     description: Private key to log in to O(src_host) with; default as for O(key_file).
     type: path
@@ -152,42 +173,56 @@ EXAMPLES = r'''
     host: backup.example.com
   delegate_to: localhost
   become: false
+
+- name: Several files through the controller, over one connection to each host
+  lvdiff.thin.transfer:
+    files:
+      - src: /var/backups/data-snap-2.lvdiff
+        sha1: "{{ diff.sha1 }}"
+        dest: /var/backups/incoming/web1/data-snap-2.lvdiff
+      - src: /var/backups/www-snap-2.lvdiff
+        dest: /var/backups/incoming/web1/www-snap-2.lvdiff
+    src_host: web1.example.com
+    host: backup.example.com
+  delegate_to: localhost
+  become: false
+  register: sent_all
 '''
 
 RETURN = r'''
 dest_file:
   description: Path of the file on the target (O(dest)).
-  returned: always
+  returned: with O(src)
   type: str
   sample: /var/backups/incoming/web1/data-snap-2.lvdiff
 size:
   description: Size of the file in bytes.
-  returned: always
+  returned: with O(src)
   type: int
   sample: 209716342
 sha1:
   description: SHA-1 of the file, verified on the target.
-  returned: always
+  returned: with O(src)
   type: str
   sample: 3f786850e387550fdab836ed7e6dc881de23001b
 bytes_sent:
   description: Bytes sent in this run (0 when O(dest) was already there, and in check mode).
-  returned: always
+  returned: with O(src)
   type: int
   sample: 104858171
 resumed_from:
   description: Bytes the target already held in C(<dest>.part) when this run started (0 for a fresh start).
-  returned: always
+  returned: with O(src)
   type: int
   sample: 104858171
 bytes_to_send:
   description: Bytes a real run would send.
-  returned: in check mode, when the file is not there yet
+  returned: with O(src), in check mode, when the file is not there yet
   type: int
   sample: 104858171
 seconds:
   description: Wall time of the module's work, connections included.
-  returned: always
+  returned: with O(src)
   type: float
   sample: 3.5
 relay:
@@ -195,32 +230,127 @@ relay:
   returned: always
   type: bool
   sample: false
+files:
+  description:
+    - With O(files), one result per file, in the same order.
+  returned: with O(files)
+  type: list
+  elements: dict
+  contains:
+    src:
+      description: O(files[].src).
+      type: str
+      returned: always
+    dest_file:
+      description: O(files[].dest).
+      type: str
+      returned: always
+    size:
+      description: As RV(size).
+      type: int
+      returned: success
+    sha1:
+      description: As RV(sha1).
+      type: str
+      returned: success
+    bytes_sent:
+      description: As RV(bytes_sent).
+      type: int
+      returned: success
+    resumed_from:
+      description: As RV(resumed_from).
+      type: int
+      returned: success
+    bytes_to_send:
+      description: As RV(bytes_to_send).
+      type: int
+      returned: in check mode, when the file is not there yet
+    seconds:
+      description: Wall time of this file's transfer.
+      type: float
+      returned: success
+    changed:
+      description: Whether this file was sent (would be, in check mode).
+      type: bool
+      returned: always
+    failed:
+      description: Whether this file failed.
+      type: bool
+      returned: always
+    msg:
+      description: Why this file failed.
+      type: str
+      returned: failure
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _transfer
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import run_module
+from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _transfer
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import Terminated, run_module
+
+
+def _endpoints(p):
+    """Connect to the target, and in relay mode to the source host: (target, source endpoint or None)."""
+    target = _transfer.SSHEndpoint(p['host'], p['port'], p['user'], p['key_file'], p['host_key_checking'],
+                                   p['timeout'], p['io_timeout'])
+    if not p['src_host']:
+        return target, None
+    try:
+        return target, _transfer.SSHEndpoint(p['src_host'], p['src_port'] or 22, p['src_user'] or 'root',
+                                             p['src_key_file'], p['host_key_checking'], p['timeout'], p['io_timeout'])
+    except BaseException:
+        target.close()
+        raise
+
+
+class _Link:
+    """The connections of a run, shared by all its files; after a failed file they are made afresh for the
+    next one (a transfer that timed out may have left them unusable)."""
+
+    def __init__(self, p):
+        self.p = p
+        self.ends = None
+
+    def send(self, src, dest, sha1, check):
+        if self.ends is None:
+            self.ends = _endpoints(self.p)
+        target, src_end = self.ends
+        source = _transfer.RemoteSource(src_end, src) if src_end else _transfer.LocalSource(src)
+        try:
+            return _transfer.transfer(source, target, dest, sha1=sha1, check=check)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        for e in self.ends or ():
+            if e is not None:
+                e.close()
+        self.ends = None
 
 
 def run(module):
     p = module.params
-    endpoints = []
+    if p['sha1'] is not None:  # refused before any connection
+        _transfer.check_sha1(p['sha1'])
+    link = _Link(p)
     try:
-        target = _transfer.SSHEndpoint(p['host'], p['port'], p['user'], p['key_file'], p['host_key_checking'],
-                                       p['timeout'], p['io_timeout'])
-        endpoints.append(target)
-        if p['src_host']:
-            src_end = _transfer.SSHEndpoint(p['src_host'], p['src_port'], p['src_user'], p['src_key_file'],
-                                            p['host_key_checking'], p['timeout'], p['io_timeout'])
-            endpoints.append(src_end)
-            source = _transfer.RemoteSource(src_end, p['src'])
+        if p['files'] is None:
+            result = link.send(p['src'], p['dest'], p['sha1'], module.check_mode)
         else:
-            source = _transfer.LocalSource(p['src'])
-        result = _transfer.transfer(source, target, p['dest'], sha1=p['sha1'], check=module.check_mode)
+            link.ends = _endpoints(p)  # a host that cannot be reached fails the run, not each file
+            files = []
+            for f in p['files']:
+                try:
+                    done = dict(link.send(f['src'], f['dest'], f['sha1'], module.check_mode), failed=False)
+                except Terminated:
+                    raise
+                except Exception as e:  # this file's failure; the others are still sent
+                    done = dict(_batch.failure(e), changed=False, dest_file=f['dest'])
+                files.append(dict(done, src=f['src']))
+            result = {'changed': any(f['changed'] for f in files), 'files': files}
     finally:
-        for e in endpoints:
-            e.close()
+        link.close()
     result['relay'] = bool(p['src_host'])
     return result
 
@@ -228,8 +358,13 @@ def run(module):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            src=dict(type='str', required=True),
-            dest=dict(type='str', required=True),
+            src=dict(type='str'),
+            dest=dict(type='str'),
+            files=dict(type='list', elements='dict', options=dict(
+                src=dict(type='str', required=True),
+                dest=dict(type='str', required=True),
+                sha1=dict(type='str'),
+            )),
             host=dict(type='str', required=True),
             port=dict(type='int', default=22),
             user=dict(type='str', default='root'),
@@ -239,11 +374,15 @@ def main():
             io_timeout=dict(type='int', default=600),
             sha1=dict(type='str'),
             src_host=dict(type='str'),
-            src_port=dict(type='int', default=22),
-            src_user=dict(type='str', default='root'),
+            src_port=dict(type='int'),
+            src_user=dict(type='str'),
             src_key_file=dict(type='path'),
         ),
         supports_check_mode=True,
+        required_one_of=[('src', 'files')],
+        required_together=[('src', 'dest')],
+        mutually_exclusive=[('files', 'src'), ('files', 'dest'), ('files', 'sha1')],
+        required_by={'src_port': 'src_host', 'src_user': 'src_host', 'src_key_file': 'src_host'},
     )
     if not _transfer.HAS_PARAMIKO:
         module.fail_json(msg=missing_required_lib('paramiko'), exception=str(_transfer.PARAMIKO_IMPORT_ERROR))

@@ -21,7 +21,7 @@ export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
 ANSIBLE=$ROOT/.venv/bin
 
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(lvdiff lvdiff_info lvpatch replicate)
+[[ ${#targets[@]} -gt 0 ]] || targets=(lvdiff lvdiff_info lvpatch send receive replicate)
 passed=0 failed=0
 for t in "${targets[@]}"; do
   echo "=== integration target $t"
@@ -37,6 +37,15 @@ for t in "${targets[@]}"; do
     failed=$((failed + 1)); echo "=== $t: FAILED"
   fi
 done
+
+if [[ $# -eq 0 ]]; then  # the whole run only: the replicate role on 2 volumes (tests/bench/fleet.py)
+  echo "=== bench-fleet smoke"
+  if FLEET_GUEST_RUNNING=1 "$ANSIBLE/python" tests/bench/fleet.py --smoke; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); echo "=== bench-fleet smoke: FAILED"
+  fi
+fi
 
 echo "=== ad hoc: ansible src -m lvdiff.thin.lvdiff_info"
 if tests/integration/adhoc.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== adhoc: FAILED"; fi

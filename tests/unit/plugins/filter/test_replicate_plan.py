@@ -24,3 +24,14 @@ def test_filter_is_registered_and_turns_errors_into_filter_errors():
     assert f(report('data'), report(), 'vg0', 'data', 'web1', keep_source='2')['prefix'] == 'web1-vg0-data'
     with pytest.raises(AnsibleFilterError, match='does not exist'):
         f(report(), report(), 'vg0', 'data', 'web1')
+
+
+def test_replicate_run_is_registered_and_turns_errors_into_filter_errors():
+    from ansible_collections.lvdiff.thin.plugins.filter.replicate_run import FilterModule as RunFilters
+    f = RunFilters().filters()['replicate_run']
+    state = f([{'vg': 'vg0', 'lv': 'data'}], 'start', 'web1',
+              {'target_vg': 'vgb', 'target_pool': 'pool', 'keep_source': 2, 'keep_target': 3,
+               'spool_dir': '/o', 'target_spool_dir': '/i'})
+    assert state['probe'] == [{'vg': 'vg0', 'lv': 'data'}] and state['target_vgs'] == ['vgb']
+    with pytest.raises(AnsibleFilterError, match='unknown stage'):
+        f(state, 'sideways')

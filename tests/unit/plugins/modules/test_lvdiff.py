@@ -15,7 +15,7 @@ import yaml
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _errors, _lvm, _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils import _backup, _diffio, _errors, _lvm, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.modules import lvdiff, lvdiff_info
 
 from ansible_collections.lvdiff.thin.tests.support.volumes import build, materialize
@@ -56,13 +56,8 @@ def world(tmp_path, monkeypatch):
         def __init__(self, runner):
             pass
 
-        def thin(self, vg, name, what='volume'):
-            if name not in w.lvs:
-                raise _errors.LvdiffError('%s %s/%s does not exist' % (what, vg, name))
-            return w.lvs[name]
-
-        def pool_of(self, lv):
-            return w.lvs['pool']
+        def lvs(self, vg):
+            return w.lvs
 
         @contextlib.contextmanager
         def active(self, *lvs):
@@ -78,7 +73,7 @@ def world(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(lvdiff, 'Lvm', FakeLvm)
+    monkeypatch.setattr(_backup, 'Lvm', FakeLvm)
     monkeypatch.setattr(_thinmeta, 'MetadataSnapshot', FakeMetadataSnapshot)
     # The restored metadata file has no metadata snapshot: read its live root.
     monkeypatch.setattr(_thinmeta, 'thin_delta', functools.partial(_thinmeta.thin_delta, metadata_snap=False))

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _lvm
+from ansible_collections.lvdiff.thin.plugins.module_utils import _lvm, _restore
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.modules import lvpatch
 
@@ -73,9 +73,11 @@ class FakeLvm:
     def deactivate(self, lv):
         FakeLvm.calls.append(('deactivate', lv.name))
 
+    scratch_volume = _lvm.Lvm.scratch_volume  # the real lifecycle, on the recorded calls
+
     def __getattr__(self, name):
         def record(*args, **kw):
-            FakeLvm.calls.append((name,) + args)
+            FakeLvm.calls.append((name,) + args + ((kw,) if kw else ()))
         return record
 
 
@@ -100,7 +102,7 @@ def target(tmp_path, monkeypatch):
     with open(FakeLvm.device, 'wb') as f:
         f.write(open(pair.base, 'rb').read())
     monkeypatch.setattr(lvpatch, 'Lvm', FakeLvm)
-    monkeypatch.setattr(lvpatch, 'LOCK_DIR', str(tmp_path / 'run-lvdiff.thin'), raising=False)
+    monkeypatch.setattr(_restore, 'LOCK_DIR', str(tmp_path / 'run-lvdiff.thin'), raising=False)
     return diff
 
 
@@ -138,9 +140,9 @@ def sha1_of(path):
 
 def hold_lock(vg, name):
     """Lock vg/name as another run would (its own open file description); returns its fd."""
-    with lvpatch._restore_lock(vg, name):
+    with _restore.lock(vg, name):
         pass  # makes the directory and the file
-    fd = os.open(os.path.join(lvpatch.LOCK_DIR, 'lvpatch@%s@%s.lock' % (vg, name)), os.O_RDWR)
+    fd = os.open(os.path.join(_restore.LOCK_DIR, 'lvpatch@%s@%s.lock' % (vg, name)), os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return fd
 
@@ -155,7 +157,7 @@ def test_a_second_run_on_the_same_name_is_refused_and_removes_nothing(target, ru
         os.close(fd)
     assert rc == 1
     assert res['msg'] == ('another lvpatch is restoring vg/x; wait for it to finish, then run again (lock file %s)'
-                          % os.path.join(lvpatch.LOCK_DIR, 'lvpatch@vg@x.lock'))
+                          % os.path.join(_restore.LOCK_DIR, 'lvpatch@vg@x.lock'))
     assert changes() == []
 
 
@@ -172,45 +174,45 @@ def test_runs_on_other_names_or_vgs_do_not_wait(target, run_module):
 def test_the_lock_is_released_and_its_file_kept(target, run_module):
     rc, res = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 0
-    path = os.path.join(lvpatch.LOCK_DIR, 'lvpatch@vg@x.lock')
+    path = os.path.join(_restore.LOCK_DIR, 'lvpatch@vg@x.lock')
     fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
     finally:
         os.close(fd)
-    assert oct(os.stat(lvpatch.LOCK_DIR).st_mode & 0o777) == '0o700'
+    assert oct(os.stat(_restore.LOCK_DIR).st_mode & 0o777) == '0o700'
     assert oct(os.stat(path).st_mode & 0o777) == '0o600'
 
 
 def test_a_lock_directory_others_can_write_is_refused(target, run_module):
-    os.mkdir(lvpatch.LOCK_DIR, 0o700)
-    os.chmod(lvpatch.LOCK_DIR, 0o1777)
+    os.mkdir(_restore.LOCK_DIR, 0o700)
+    os.chmod(_restore.LOCK_DIR, 0o1777)
     rc, res = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 1
     assert res['msg'] == ("refusing the lock directory %s: owned by uid %d with mode 1777, it must be uid %d's "
                           'with no group or other access (0700); remove it'
-                          % (lvpatch.LOCK_DIR, os.geteuid(), os.geteuid()))
-    assert changes() == [] and os.listdir(lvpatch.LOCK_DIR) == []
+                          % (_restore.LOCK_DIR, os.geteuid(), os.geteuid()))
+    assert changes() == [] and os.listdir(_restore.LOCK_DIR) == []
 
 
 def test_a_lock_directory_that_is_a_symlink_is_refused(target, run_module, tmp_path):
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir(mode=0o700)
-    os.symlink(str(elsewhere), lvpatch.LOCK_DIR)
+    os.symlink(str(elsewhere), _restore.LOCK_DIR)
     rc, res = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 1
-    assert res['msg'].startswith('refusing the lock directory %s: Not a directory' % lvpatch.LOCK_DIR)
+    assert res['msg'].startswith('refusing the lock directory %s: Not a directory' % _restore.LOCK_DIR)
     assert changes() == [] and os.listdir(str(elsewhere)) == []
 
 
 def test_a_lock_file_that_is_a_symlink_is_not_followed(target, run_module, tmp_path):
-    os.mkdir(lvpatch.LOCK_DIR, 0o700)
+    os.mkdir(_restore.LOCK_DIR, 0o700)
     victim = tmp_path / 'victim'
-    os.symlink(str(victim), os.path.join(lvpatch.LOCK_DIR, 'lvpatch@vg@x.lock'))
+    os.symlink(str(victim), os.path.join(_restore.LOCK_DIR, 'lvpatch@vg@x.lock'))
     rc, res = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 1
     assert res['msg'].startswith('cannot open the lock file %s/lvpatch@vg@x.lock (a symlink is refused): '
-                                 % lvpatch.LOCK_DIR)
+                                 % _restore.LOCK_DIR)
     assert changes() == [] and not victim.exists()
 
 
@@ -237,7 +239,7 @@ def test_a_name_too_long_for_the_temporary_volume_is_refused_before_anything(tar
         assert rc == 1
         assert res['msg'].startswith('temporary volume name vg/%s-lvpatch-tmp is too long for LVM' % name)
         assert FakeLvm.calls == []
-    assert not os.path.exists(lvpatch.LOCK_DIR)
+    assert not os.path.exists(_restore.LOCK_DIR)
 
 
 # --- check mode -------------------------------------------------------------------------------------------
@@ -248,7 +250,7 @@ def test_check_mode_does_not_activate_an_inactive_base(target, run_module):
     assert rc == 0 and res['changed'] is True
     assert changes() == []
     assert res['base_checked'] is False and res['sha1'] == sha1_of(target)
-    assert not os.path.exists(lvpatch.LOCK_DIR)
+    assert not os.path.exists(_restore.LOCK_DIR)
 
 
 def test_check_mode_checks_an_active_base(target, run_module):
@@ -319,13 +321,13 @@ def test_a_diff_without_a_volume_name_asks_for_name(tmp_path, run_module):
 
 def count_opens(monkeypatch):
     opens = []
-    real = lvpatch._diffio.open_diff
+    real = _restore._diffio.open_diff
 
     def counting(path):
         opens.append(path)
         return real(path)
 
-    monkeypatch.setattr(lvpatch._diffio, 'open_diff', counting)
+    monkeypatch.setattr(_restore._diffio, 'open_diff', counting)
     return opens
 
 
@@ -346,3 +348,27 @@ def test_a_rerun_reads_the_diff_once(target, run_module, monkeypatch):
     rc, res2 = run_module(lvpatch, dict(ARGS, src=target))
     assert rc == 0 and res2['changed'] is False and res2['sha1'] == res['sha1']
     assert opens == [target]
+
+
+# --- tags -----------------------------------------------------------------------------------------------------
+
+def test_tags_go_with_ours_and_are_checked_first(target, run_module):
+    rc, res = run_module(lvpatch, dict(ARGS, src=target, tags=['rep', 'of:V']))
+    assert rc == 0
+    tag_call = [c for c in FakeLvm.calls if c[0] == 'tag'][0]
+    assert tag_call[3]['add'] == ['lvdiff_origin:SRC-UUID', 'lvdiff_sha1:' + res['sha1'], 'rep', 'of:V']
+    FakeLvm.calls = []
+    rc, res = run_module(lvpatch, dict(ARGS, src=target, name='y', tags=['ok', '--all']))
+    assert rc == 1 and res['msg'].startswith("'--all' is not a valid LVM tag") and changes() == []
+
+
+def test_an_existing_volume_of_this_diff_gets_the_missing_tags(target, run_module):
+    sha1 = sha1_of(target)
+    FakeLvm.others = {'x': ('Vri---tz-k', 'lvdiff_sha1:%s,rep' % sha1)}
+    rc, res = run_module(lvpatch, dict(ARGS, src=target, tags=['rep', 'of:V']))
+    assert rc == 0 and res['changed'] is True
+    assert changes() == [('run', 'lvchange', '--addtag', 'of:V', 'vg/x')]
+    FakeLvm.calls = []
+    FakeLvm.others = {'x': ('Vri---tz-k', 'lvdiff_sha1:%s,rep,of:V' % sha1)}
+    rc, res = run_module(lvpatch, dict(ARGS, src=target, tags=['rep', 'of:V']))
+    assert rc == 0 and res['changed'] is False and changes() == []

@@ -1,0 +1,22 @@
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filter lvdiff.thin.replicate_run (documented in replicate_run.yml beside this file)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.lvdiff.thin.plugins.module_utils._replicate import PlanError, advance
+
+
+def replicate_run(state, stage, *args, **kwargs):
+    try:
+        return advance(state, stage, *args, **kwargs)
+    except PlanError as e:
+        raise AnsibleFilterError(str(e))
+
+
+class FilterModule(object):
+    def filters(self):
+        return {'replicate_run': replicate_run}

@@ -1,0 +1,212 @@
+# -*- coding: utf-8 -*-
+# Copyright: lvdiff.thin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""Make a volume from a diff: what lvpatch does, shared by lvpatch and receive. And the final state of
+a replica (finish), which lvpatch gives its new volume and receive gives replicas left unfinished."""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _lock
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMismatchError, LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
+    TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, check_name, check_name_length, check_tag, pool_in, thin_in)
+from ansible_collections.lvdiff.thin.plugins.module_utils._plan import ceil_div
+
+# Locks of runs in progress, one file per VG and name, in _lock's private directory (tests move it).
+LOCK_DIR = _lock.LOCK_DIR
+# The state lvpatch gives a new volume by default, and receive every replica: read-only, inactive and
+# flagged activation skip, like a thin snapshot; the base of the next restore of its chain stays as it is.
+REPLICA = {'permission': 'r', 'activate': False}
+
+
+def patch(lvm, src, vg, name=None, base=None, pool=None, base_check=True, final=None, tags=(),
+          check_mode=False, lvs=None, refinish=False):
+    """Make vg/name from the diff file src, under name's lock (none in check mode: the lock directory
+    would be a change); lvpatch's result. final: REPLICA's keys, the new volume's state; tags: added to
+    it besides ours. An existing name made from this very diff gets its missing tags (and final's
+    state too with refinish); anything else existing is refused. lvs: vg's {name: LV}, if the caller
+    has it fresh."""
+    # One open file for the whole run: its header is parsed once, and what is checked is what is applied.
+    with _diffio.open_diff(src) as reader:
+        header = reader.header
+        if not (name or header.volume['name']):
+            raise LvdiffError('the diff records no volume name: give name, the name of the new volume')
+        name = check_name('volume', name or header.volume['name'])
+        check_name('volume group', vg)
+        check_name_length(vg, name + TMP_SUFFIX, 'temporary volume')
+        target = dict(REPLICA if final is None else final, vg=vg, name=name, base=base, pool=pool,
+                      base_check=base_check, tags=[check_tag(t) for t in tags], refinish=refinish)
+        if check_mode:
+            return _restore(lvm, reader, src, target, check_mode, lvs)
+        with lock(vg, name):
+            return _restore(lvm, reader, src, target, check_mode, lvs)
+
+
+def verify(src):
+    """Check mode, for a diff whose base an earlier step would make: the whole file read and verified,
+    patch's counts."""
+    with _diffio.open_diff(src) as reader:
+        summary = _diffio.verify(reader)
+        return dict(changed=True, sha1=summary['sha1'], **_counts(summary, reader.header))
+
+
+def lock(vg, name):
+    """Hold the lock of vg/name for the block; fail at once if another run holds it."""
+    return _lock.held('lvpatch@%s@%s.lock' % (vg, name), lock_dir=LOCK_DIR,  # '@' is in no LVM name
+                      busy='another lvpatch is restoring %s/%s; wait for it to finish, then run again'
+                           % (vg, name))
+
+
+def _restore(lvm, reader, src, t, check_mode, lvs):
+    vg, name = t['vg'], t['name']
+    header = reader.header
+    if lvs is None:
+        lvs = lvm.lvs(vg)
+    result = {'changed': True, 'lv': name, 'path': '/dev/%s/%s' % (vg, name), 'format': header.format,
+              'volume_size': header.volume['size'], 'pairs': header.pairs, 'origin_uuid': header.volume['uuid'],
+              'permission': t['permission'], 'active': t['activate'], 'base_checked': False}
+
+    if name in lvs:
+        return _existing(lvm, reader, lvs[name], t, check_mode, result)
+
+    if header.incremental:
+        if not t['base']:
+            raise LvdiffError('this diff is incremental: give base, the volume holding the state of %s (uuid %s)'
+                              % (header.base.get('name') or 'its base', header.base['uuid']))
+        base = thin_in(lvs, vg, t['base'], 'base volume')
+        origin = base.tag_value(TAG_ORIGIN)
+        if origin is not None and origin != header.base['uuid']:
+            raise BaseMismatchError('base %s/%s is a replica of volume %s, but this diff was made against volume '
+                                    '%s (%s): wrong base' % (vg, base.name, origin, header.base['uuid'],
+                                                             header.base.get('name') or '?'))
+        pool = pool_in(lvs, vg, base.pool, of=base.name)
+    else:
+        if t['base']:
+            raise LvdiffError('this diff is a full image: it needs pool, not base')
+        if not t['pool']:
+            raise LvdiffError('this diff is a full image: give pool, the thin pool to create it in')
+        base = None
+        pool = pool_in(lvs, vg, check_name('thin pool', t['pool']))
+    _diffio.check_target(header, pool.chunk_size)
+    if header.volume['size'] % pool.extent_size:
+        raise LvdiffError('the volume size %d is not a multiple of volume group %s\'s extent size %d'
+                          % (header.volume['size'], vg, pool.extent_size))
+    needed = os.path.getsize(src)
+    if pool.free_bytes < needed:
+        raise LvdiffError('thin pool %s/%s has %d bytes free, the diff may need up to %d; extend the pool'
+                          % (vg, pool.name, pool.free_bytes, needed))
+
+    if check_mode:
+        summary = _diffio.verify(reader)
+        result.update(sha1=summary['sha1'], **_counts(summary, header))
+        # Check mode activates nothing (as lvdiff): an inactive base cannot be read.
+        if base is not None and t['base_check'] and base.active:
+            _check_base_only(src, base)
+            result['base_checked'] = True
+        return result
+
+    with lvm.scratch_volume(vg, name, lvs) as tmp:
+        if base is not None:
+            lvm.snapshot(vg, base.name, tmp)
+        else:
+            lvm.create_thin(vg, pool.name, tmp, header.volume['size'])
+        made = lvm.lvs(vg)[tmp]
+        if not made.active:
+            lvm.activate(made)
+        if header.volume['size'] > made.size:
+            lvm.resize(vg, tmp, header.volume['size'])
+        summary = _apply(reader, made.path, t['base_check'], pool.chunk_size)
+        if header.volume['size'] < made.size:
+            lvm.resize(vg, tmp, header.volume['size'])
+        # Ours replace what the snapshot inherited from its base; the caller's are added.
+        lvm.tag(vg, tmp, add=[TAG_ORIGIN + header.volume['uuid'], TAG_DIFF + summary['sha1']]
+                + [tag for tag in t['tags'] if tag not in made.tags],
+                remove=[tag for tag in made.tags if tag.startswith((TAG_ORIGIN, TAG_DIFF))])
+        # Its final state before it gets its name: a failure in between leaves only the temporary volume.
+        finish(lvm, made, permission=t['permission'], activate=t['activate'])
+    result.update(sha1=summary['sha1'], base_checked=base is not None and t['base_check'],
+                  **_counts(summary, header))
+    return result
+
+
+def _existing(lvm, reader, existing, t, check_mode, result):
+    """vg/name exists: only this very diff may already have made it; anything else is someone's data."""
+    summary = _diffio.verify(reader)
+    made_by = existing.tag_value(TAG_DIFF)
+    if made_by != summary['sha1']:
+        raise LvdiffError('volume %s/%s already exists and was not made from this diff (%s); '
+                          'choose another name or remove it'
+                          % (t['vg'], existing.name, 'it has no tag %s' % TAG_DIFF if made_by is None
+                             else 'its tag is %s%s' % (TAG_DIFF, made_by)))
+    # Permission and activation are for the volume this module makes, unless refinish says otherwise.
+    state = dict(permission=t['permission'], activate=t['activate']) if t['refinish'] else {}
+    changed = finish(lvm, existing, t['tags'], check_mode=check_mode, **state)
+    result.update(changed=changed, path=existing.path, sha1=summary['sha1'],
+                  permission=t['permission'] if state else ('r' if existing.read_only else 'rw'),
+                  active=t['activate'] if state else existing.active,
+                  **_counts(summary, reader.header))
+    return result
+
+
+def finish(lvm, lv, tags=(), permission=None, activate=None, check_mode=False):
+    """Give lv its final state with what it lacks, and say whether anything was (or in check mode would
+    be) changed: tags added if missing; permission V(r) or V(rw); activate false: the activation skip
+    flag set and inactive (activate it with lvchange -ay -K), true: left as it is. None leaves that
+    alone. One lvchange for tags, permission and flag, one for deactivation."""
+    argv = []
+    for tag in tags:
+        if tag not in lv.tags:
+            argv += ['--addtag', check_tag(tag)]
+    if permission is not None and (permission == 'r') != lv.read_only:
+        argv += ['--permission', permission]
+    if activate is False and lv.attr[9] != 'k':
+        argv += ['--setactivationskip', 'y']
+    deactivate = activate is False and lv.active
+    if not check_mode:
+        if argv:
+            lvm.runner.run(['lvchange'] + argv + ['%s/%s' % (check_name('volume group', lv.vg),
+                                                             check_name('volume', lv.name))])
+        if deactivate:
+            lvm.deactivate(lv)
+    return bool(argv) or deactivate
+
+
+def _apply(reader, device, base_check, chunk_size):
+    try:
+        fd = os.open(device, os.O_RDWR)
+    except OSError as e:
+        raise LvdiffError('cannot open %s: %s' % (device, e.strerror))
+    try:
+        # No verify pass first: a corrupt or truncated file is found while writing the temporary volume,
+        # which is then removed.
+        summary = _diffio.apply(reader, fd, base_check=base_check, target_chunk_size=chunk_size)
+        os.fsync(fd)
+    except OSError as e:
+        raise LvdiffError('writing %s failed: %s (the thin pool may be full); nothing was kept' % (device, e))
+    finally:
+        os.close(fd)
+    return summary
+
+
+def _check_base_only(src, base):
+    """Check mode: run the diff's base checks against the active base, read-only."""
+    try:
+        fd = os.open(base.path, os.O_RDONLY)
+    except OSError as e:
+        raise LvdiffError('cannot open base %s: %s' % (base.path, e.strerror))
+    try:
+        with _diffio.open_diff(src) as reader:
+            _diffio.verify_base(reader, fd)
+    finally:
+        os.close(fd)
+
+
+def _counts(summary, header):
+    cs = header.chunk_size
+    return {'data_chunks': ceil_div(summary['data_bytes'], cs),
+            'discard_chunks': ceil_div(summary['discard_bytes'], cs),
+            'checks': summary['records'].get('check', 0)}
