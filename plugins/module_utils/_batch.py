@@ -10,8 +10,9 @@ while the others go on. Results come back in the order of the items."""
 from __future__ import annotations
 
 import concurrent.futures
+import signal
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, on_signals
 
 # Bounds the threads a task can ask for: the work is I/O and LVM commands, two per core is plenty.
 MAX_JOBS = 16
@@ -43,3 +44,16 @@ def each(items, work, jobs=1):
         return [one(item) for item in items]
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(one, items))
+
+
+def stop_on_signal(stop):
+    """For the block, SIGTERM/SIGHUP also set the threading.Event stop, then do what the handler before
+    did (run_module's: raise Terminated in the main thread, whose item cleans up): worker threads never
+    get the exception, so they look at stop before each item and step."""
+    before = dict((sig, signal.getsignal(sig)) for sig in (signal.SIGTERM, signal.SIGHUP))
+
+    def handler(signum, frame):
+        stop.set()
+        if callable(before.get(signum)):
+            before[signum](signum, frame)
+    return on_signals(handler)

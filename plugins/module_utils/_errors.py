@@ -45,20 +45,26 @@ def _raise_terminated(signum, frame):
 
 
 @contextlib.contextmanager
-def terminate_gracefully():
-    """Turn SIGTERM/SIGHUP into a Terminated exception for the block, so that every
-    finally clause (temporary files, volumes, the metadata snapshot) runs."""
+def on_signals(handler):
+    """handler(signum, frame) for SIGTERM and SIGHUP during the block, the handlers before restored
+    after. Only the main thread can install handlers: elsewhere this does nothing."""
     old = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:
-            old[sig] = signal.signal(sig, _raise_terminated)
+            old[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread: whoever owns it handles signals
             break
     try:
         yield
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        for sig, before in old.items():
+            signal.signal(sig, before)
+
+
+def terminate_gracefully():
+    """Turn SIGTERM/SIGHUP into a Terminated exception for the block, so that every
+    finally clause (temporary files, volumes, the metadata snapshot) runs."""
+    return on_signals(_raise_terminated)
 
 
 def run_module(module, main):

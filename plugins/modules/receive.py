@@ -195,8 +195,6 @@ lvs:
         pool_lv: pool
 '''
 
-import contextlib
-import signal
 import threading
 
 from ansible.module_utils.basic import AnsibleModule
@@ -224,7 +222,7 @@ def run(module):
         _volume(lvm, report, volumes[i], progress[i], p['keep_diffs'], module.check_mode, stop)
         return {}
 
-    with _stop_on_signal(stop):
+    with _batch.stop_on_signal(stop):
         results = _batch.each(range(len(volumes)), work, p['jobs'])
     if stop.is_set():
         raise Terminated('terminated by a signal; the steps in progress cleaned up, the others were not started')
@@ -288,29 +286,6 @@ def _remove_diff(path, check_mode):
         return _diffio.remove_file(path, check_mode)
     except LvdiffError:
         return False
-
-
-@contextlib.contextmanager
-def _stop_on_signal(stop):
-    """Let the volumes not yet started know of SIGTERM/SIGHUP: only the main thread gets the Terminated
-    that run_module's handler raises (in the step it runs, which cleans up); worker threads see stop."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = dict((sig, signal.getsignal(sig)) for sig in (signal.SIGTERM, signal.SIGHUP))
-
-    def handler(signum, frame):
-        stop.set()
-        if callable(old[signum]):
-            old[signum](signum, frame)
-
-    for sig in old:
-        signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
 
 
 def main():

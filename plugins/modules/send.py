@@ -256,9 +256,7 @@ volumes:
           type: float
 '''
 
-import contextlib
 import os
-import signal
 import threading
 import time
 
@@ -321,27 +319,6 @@ class _Source(_transfer.LocalSource):
         return super().send(session, offset, count, note)
 
 
-@contextlib.contextmanager
-def _stop_on_signal(stop):
-    """Set stop on SIGTERM/SIGHUP (for the worker threads), then do what the handler before did (in the
-    main thread: raise Terminated). Only the main thread can install handlers."""
-    old = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        def handler(signum, frame, before=signal.getsignal(sig)):
-            stop.set()
-            if callable(before):
-                before(signum, frame)
-        try:
-            old[sig] = signal.signal(sig, handler)
-        except ValueError:
-            break
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
 class Sender:
     def __init__(self, module):
         self.module = module
@@ -363,7 +340,7 @@ class Sender:
                 pass  # that volume fails alone
         self.report = self.lvm.report(vgs)
         try:
-            with _stop_on_signal(self.stop):
+            with _batch.stop_on_signal(self.stop):
                 results = _batch.each(items, self.volume, self.p['jobs'])
         finally:
             self.connections.close()

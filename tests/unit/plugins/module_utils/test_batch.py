@@ -48,3 +48,20 @@ def test_jobs_bounded_and_empty():
     assert _batch.each([], work, jobs=99) == []
     assert _batch.MAX_JOBS == 16
     assert _batch.failure(CommandError('lvs failed', rc=5))['rc'] == 5
+
+
+def test_stop_on_signal_sets_the_event_then_runs_the_handler_before_and_is_undone():
+    import os
+    import signal
+    seen = []
+    old = signal.signal(signal.SIGHUP, lambda signum, frame: seen.append(signum))
+    try:
+        stop = threading.Event()
+        with _batch.stop_on_signal(stop):
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert stop.is_set() and seen == [signal.SIGHUP]
+        stop.clear()
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert not stop.is_set() and seen == [signal.SIGHUP, signal.SIGHUP]
+    finally:
+        signal.signal(signal.SIGHUP, old)
