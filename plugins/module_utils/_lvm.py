@@ -146,7 +146,8 @@ def rows_of(report):
     """{vg: [row, ...]} of report() ({vg: {name: LV}}): the lvs fields the batched modules return
     (the controller's filters read them with _replicate.rows)."""
     return dict((vg, [{'lv_name': lv.name, 'vg_name': lv.vg, 'lv_uuid': lv.uuid, 'lv_attr': lv.attr,
-                       'lv_tags': ','.join(lv.tags), 'lv_size': str(lv.size), 'pool_lv': lv.pool or ''}
+                       'lv_tags': ','.join(lv.tags), 'lv_size': str(lv.size), 'pool_lv': lv.pool or '',
+                       'thin_id': '' if lv.thin_id is None else str(lv.thin_id)}
                       for lv in sorted(lvs.values(), key=lambda lv: lv.name)])
                 for vg, lvs in report.items())
 

@@ -147,15 +147,8 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _diffio
 from ansible_collections.lvdiff.thin.plugins.module_utils._backup import make_header
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, Terminated, run_module
-from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name, thin_in
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name, rows_of, thin_in
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
-
-
-def row(lv):
-    """An lvs row (lvs --reportformat json) of lv, as _replicate.rows reads it."""
-    return {'lv_name': lv.name, 'vg_name': lv.vg, 'lv_uuid': lv.uuid, 'lv_attr': lv.attr,
-            'lv_tags': ','.join(lv.tags), 'lv_size': str(lv.size), 'pool_lv': lv.pool or '',
-            'thin_id': '' if lv.thin_id is None else str(lv.thin_id)}
 
 
 def _volume(report, rows, item):
@@ -222,7 +215,7 @@ def run(module):
         except LvdiffError:
             pass  # that volume fails below, alone
     report = Lvm(runner).report(vgs)
-    rows = dict((vg, [row(lv) for lv in lvs.values()]) for vg, lvs in report.items())
+    rows = rows_of(report)
     parsed = dict((vg, _replicate.rows(r)) for vg, r in rows.items())
 
     def prepare(item):

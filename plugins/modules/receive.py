@@ -193,6 +193,7 @@ lvs:
         lv_tags: lvdiff_origin:jH9R2c-...,lvdiff_rep_of:Zr3XyL-...,lvdiff_rep_replica,lvdiff_sha1:3f78...
         lv_size: '10737418240'
         pool_lv: pool
+        thin_id: '7'
 '''
 
 import threading
