@@ -7,14 +7,17 @@ from __future__ import annotations
 
 class ModuleDocFragment(object):
 
-    # Shared attribute declarations; each module states its own support level.
+    # Every module of the collection runs fully in check mode (each says how in its own details) and has
+    # no diff mode: its results say what changed.
     DOCUMENTATION = r'''
 options: {}
 attributes:
   check_mode:
     description: Can run in check mode and return the changed status it would have, without changing the target.
+    support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: none
   platform:
     description: Target OS/families that can be operated against.
     support: N/A

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import signal
 
+from ansible.module_utils.basic import missing_required_lib
+
 
 class LvdiffError(Exception):
     """Base of every expected failure: the message is meant for the operator."""
@@ -65,6 +67,12 @@ def terminate_gracefully():
     """Turn SIGTERM/SIGHUP into a Terminated exception for the block, so that every
     finally clause (temporary files, volumes, the metadata snapshot) runs."""
     return on_signals(_raise_terminated)
+
+
+def require_lib(module, name, available, import_error):
+    """Ansible's missing-library failure, with its install hint, for a guarded import that failed."""
+    if not available:
+        module.fail_json(msg=missing_required_lib(name), exception=str(import_error))
 
 
 def run_module(module, main):

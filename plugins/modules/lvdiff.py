@@ -26,15 +26,12 @@ description:
   - The file format is specified in the collection's C(docs/format.md). Restore with M(lvdiff.thin.lvpatch).
 author:
   - lvdiff.thin contributors (!UNKNOWN)
+attributes:
+  check_mode:
+    details: Reserves and releases the pool's metadata snapshot to count the changed chunks; writes nothing.
 extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.attributes.THIN_TOOLS
-attributes:
-  check_mode:
-    support: full
-    details: Reserves and releases the pool's metadata snapshot to count the changed chunks; writes nothing.
-  diff_mode:
-    support: none
 options:
   vg:
     description: Volume group holding O(lv) and O(base).
@@ -214,12 +211,12 @@ thin_tools_version:
   sample: 0.9.0
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._backup import Differ
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import run_module
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import require_lib, run_module
 
 
 def run(module):
@@ -240,8 +237,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not _thinmeta.HAS_LXML:
-        module.fail_json(msg=missing_required_lib('lxml'), exception=str(_thinmeta.LXML_IMPORT_ERROR))
+    require_lib(module, 'lxml', _thinmeta.HAS_LXML, _thinmeta.LXML_IMPORT_ERROR)
     run_module(module, run)
 
 

@@ -15,14 +15,11 @@ description:
     and the SHA-1 of the whole file.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - lvdiff.thin.attributes
 attributes:
   check_mode:
-    support: full
     details: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
 options:
   src:
     description: Path of the diff file.

@@ -28,17 +28,14 @@ description:
     a directory that must belong to root (the user running the module) with mode 0700.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - lvdiff.thin.attributes
-  - lvdiff.thin.attributes.THIN_TOOLS
 attributes:
   check_mode:
-    support: full
     details:
       - Reads and verifies the whole file and checks the target; changes nothing, not even the activation of
         O(base). The base's content is checked only when O(base) is active (RV(base_checked)).
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
+  - lvdiff.thin.attributes.THIN_TOOLS
 options:
   src:
     description: Path of the diff file on the managed host.

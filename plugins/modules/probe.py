@@ -19,15 +19,12 @@ description:
     still probed, and the module itself does not fail for it.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
+attributes:
+  check_mode:
+    details: Runs the same in check mode; it changes nothing either way.
 extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.attributes.THIN_TOOLS
-attributes:
-  check_mode:
-    support: full
-    details: Runs the same in check mode; it changes nothing either way.
-  diff_mode:
-    support: none
 options:
   volumes:
     description: The thin volumes to probe.
@@ -141,12 +138,13 @@ volumes:
       returned: failure
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _diffio, _replicate, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._backup import make_header
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, Terminated, run_module
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
+    LvdiffError, Terminated, require_lib, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name, rows_of, thin_in
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
@@ -254,8 +252,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not _thinmeta.HAS_LXML:
-        module.fail_json(msg=missing_required_lib('lxml'), exception=str(_thinmeta.LXML_IMPORT_ERROR))
+    require_lib(module, 'lxml', _thinmeta.HAS_LXML, _thinmeta.LXML_IMPORT_ERROR)
     run_module(module, run)
 
 

@@ -23,17 +23,14 @@ description:
   - Reads C(lvs) once at the start for all volume groups, and once at the end (RV(lvs)).
 author:
   - lvdiff.thin contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - lvdiff.thin.attributes
-  - lvdiff.thin.attributes.THIN_TOOLS
 attributes:
   check_mode:
-    support: full
     details:
       - Reads and verifies every diff file and checks each target as M(lvdiff.thin.lvpatch) does; changes
         nothing. A step whose base is the replica of an earlier step of the same run is verified only.
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
+  - lvdiff.thin.attributes.THIN_TOOLS
 options:
   volumes:
     description: The volumes, each with its replicas to finish and its diffs to restore.

@@ -18,14 +18,11 @@ description:
   - One item's failure is that item's result; the others are still done and the module does not fail for it.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - lvdiff.thin.attributes
 attributes:
   check_mode:
-    support: full
     details: Checks every item and reports what would be removed; removes nothing.
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
 requirements:
   - C(lvm2) on the managed host, for O(remove).
   - Root privileges (C(become)).

@@ -26,18 +26,16 @@ description:
   - The directory of a O(volumes[].steps[].dest) is created with mode V(0700) when missing.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - lvdiff.thin.attributes
-  - lvdiff.thin.attributes.THIN_TOOLS
 attributes:
   check_mode:
-    support: full
     details:
       - Creates, writes and sends nothing. Reports the snapshots it would create; for snapshots that exist, the
         diff sizes and counts a run would write (as M(lvdiff.thin.lvdiff) in check mode), and for a diff that
         is already complete, what the target still needs (RV(volumes[].steps[].bytes_to_send)).
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
+  - lvdiff.thin.ssh
+  - lvdiff.thin.attributes.THIN_TOOLS
 requirements:
   - C(paramiko) on the source host, when a step has O(volumes[].steps[].remote).
 options:
@@ -106,29 +104,10 @@ options:
   host:
     description: Address of the target host, as reachable from this host. Required when a step has a remote.
     type: str
-  port:
-    description: SSH port of the target host.
-    type: int
-    default: 22
   user:
     description: SSH user on the target host.
     type: str
     default: root
-  key_file:
-    description: Private key to log in to the target host with (default as for C(ssh)).
-    type: path
-  host_key_checking:
-    description: Require the target's host key to be known, as O(lvdiff.thin.transfer#module:host_key_checking).
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for an SSH connection and its authentication.
-    type: int
-    default: 30
-  io_timeout:
-    description: Seconds without progress after which a transfer gives up, as O(lvdiff.thin.transfer#module:io_timeout).
-    type: int
-    default: 600
   jobs:
     description: How many volumes are worked on at once (threads, each with its own SSH connection).
     type: int
@@ -260,12 +239,13 @@ import os
 import threading
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _diffio, _thinmeta, _transfer
 from ansible_collections.lvdiff.thin.plugins.module_utils._backup import Differ
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, Terminated, run_module
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
+    LvdiffError, Terminated, require_lib, run_module)
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import check_name, check_tag
 
 STOPPED = 'not done: the run was terminated before this volume'
@@ -470,11 +450,9 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not _thinmeta.HAS_LXML:
-        module.fail_json(msg=missing_required_lib('lxml'), exception=str(_thinmeta.LXML_IMPORT_ERROR))
+    require_lib(module, 'lxml', _thinmeta.HAS_LXML, _thinmeta.LXML_IMPORT_ERROR)
     if any(s['remote'] for v in module.params['volumes'] for s in v['steps']):
-        if not _transfer.HAS_PARAMIKO:
-            module.fail_json(msg=missing_required_lib('paramiko'), exception=str(_transfer.PARAMIKO_IMPORT_ERROR))
+        require_lib(module, 'paramiko', _transfer.HAS_PARAMIKO, _transfer.PARAMIKO_IMPORT_ERROR)
         if not module.params['host']:
             module.fail_json(msg='host is required when a step has a remote')
     if module.params['jobs'] < 1:

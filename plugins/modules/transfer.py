@@ -25,14 +25,12 @@ description:
     A relay source needs C(tail), C(wc) and C(sha1sum).
 author:
   - lvdiff.thin contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - lvdiff.thin.attributes
 attributes:
   check_mode:
-    support: full
     details: Asks the target what it holds and returns RV(bytes_to_send); sends and writes nothing.
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - lvdiff.thin.attributes
+  - lvdiff.thin.ssh
 requirements:
   - C(paramiko) on the host running the module (the source host, or the controller in relay mode).
 options:
@@ -77,40 +75,10 @@ options:
     description: Address of the target host, as reachable from the host running the module.
     type: str
     required: true
-  port:
-    description: SSH port of the target host.
-    type: int
-    default: 22
   user:
     description: SSH user on the target host. It must be able to write O(dest) and its directory.
     type: str
     default: root
-  key_file:
-    description:
-      - Private key to log in to the target host with.
-      - Default is the user's C(~/.ssh/id_*) keys and the SSH agent, as C(ssh) would use.
-    type: path
-  host_key_checking:
-    description:
-      - Require the target's (and O(src_host)'s) host key to be in C(~/.ssh/known_hosts) or
-        C(/etc/ssh/ssh_known_hosts) of the user running the module.
-      - V(false) accepts any host key, for test hosts only.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for an SSH connection and its authentication.
-    type: int
-    default: 30
-  io_timeout:
-    description:
-      - Seconds to wait for the other end of a connection to send or accept data, once connected. After that
-        the module fails; a transfer resumes on the next run.
-      - Some steps send nothing while they read a whole file, at disk speed. The target hashes an existing
-        O(dest) of the right size; in relay mode without O(sha1), O(src_host) hashes O(src) before the transfer.
-        Raise this for files that take longer than that to read.
-      - SSH keepalives are sent every 15 seconds, so that a connection that died silently fails too.
-    type: int
-    default: 600
   sha1:
     description:
       - SHA-1 of O(src), when already known (for example RV(lvdiff.thin.lvdiff#module:sha1)), so that the
@@ -233,6 +201,9 @@ relay:
 files:
   description:
     - With O(files), one result per file, in the same order.
+    - A file that was sent (or was already there) also has the keys of a single file's result, with the same
+      meaning and under the same conditions (RV(size), RV(sha1), RV(bytes_sent), RV(resumed_from),
+      RV(bytes_to_send)), and C(seconds), the wall time of this file's transfer.
   returned: with O(files)
   type: list
   elements: dict
@@ -245,30 +216,6 @@ files:
       description: O(files[].dest).
       type: str
       returned: always
-    size:
-      description: As RV(size).
-      type: int
-      returned: success
-    sha1:
-      description: As RV(sha1).
-      type: str
-      returned: success
-    bytes_sent:
-      description: As RV(bytes_sent).
-      type: int
-      returned: success
-    resumed_from:
-      description: As RV(resumed_from).
-      type: int
-      returned: success
-    bytes_to_send:
-      description: As RV(bytes_to_send).
-      type: int
-      returned: in check mode, when the file is not there yet
-    seconds:
-      description: Wall time of this file's transfer.
-      type: float
-      returned: success
     changed:
       description: Whether this file was sent (would be, in check mode).
       type: bool
@@ -283,10 +230,10 @@ files:
       returned: failure
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _transfer
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import Terminated, run_module
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import Terminated, require_lib, run_module
 
 
 def _endpoints(p):
@@ -384,8 +331,7 @@ def main():
         mutually_exclusive=[('files', 'src'), ('files', 'dest'), ('files', 'sha1')],
         required_by={'src_port': 'src_host', 'src_user': 'src_host', 'src_key_file': 'src_host'},
     )
-    if not _transfer.HAS_PARAMIKO:
-        module.fail_json(msg=missing_required_lib('paramiko'), exception=str(_transfer.PARAMIKO_IMPORT_ERROR))
+    require_lib(module, 'paramiko', _transfer.HAS_PARAMIKO, _transfer.PARAMIKO_IMPORT_ERROR)
     run_module(module, run)
 
 

@@ -84,14 +84,16 @@ def ansible_env():
     env = dict(os.environ)
     env.update(ANSIBLE_COLLECTIONS_PATH=_common.ROOT,
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0",
-               ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+               ANSIBLE_CALLBACK_PLUGINS=os.path.join(_common.HERE, "fleet", "callback_plugins"),
+               ANSIBLE_CALLBACKS_ENABLED="task_times")
     return env
 
 
-def timed(cmd, logfile=None):
+def timed(cmd, logfile=None, env=None):
     """Run cmd on the controller; (wall seconds, stdout). Fails with the output's tail."""
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=ansible_env(), capture_output=True, text=True, check=False)
+    p = subprocess.run(cmd, env=dict(ansible_env(), **(env or {})), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if logfile:
         with open(logfile, "w") as f:
@@ -224,8 +226,10 @@ def run_role(inventory, vols, phase, n, logdir):
         json.dump({"fleet_volumes": [{"vg": "vgsrc", "lv": lv} for lv in vols], "fleet_results": results_file}, f)
     _common.remove(results_file)
     logfile = os.path.join(logdir, "run-%d-%s.log" % (n, phase))
+    times_file = os.path.join(logdir, "tasks-%d-%s.json" % (n, phase))
+    _common.remove(times_file)
     wall, out = timed([os.path.join(ANSIBLE_BIN, "ansible-playbook"), "-i", inventory, PLAYBOOK,
-                       "-e", "@" + vars_file], logfile)
+                       "-e", "@" + vars_file], logfile, env={"FLEET_TASK_TIMES": times_file})
     m = RECAP.search(out)
     if not m:
         raise BenchError("no recap line for src in %s" % logfile)
@@ -233,7 +237,9 @@ def run_role(inventory, vols, phase, n, logdir):
     with open(results_file) as f:
         results = json.load(f)
     sent = sum(int(r.get("bytes_sent", 0)) for r in results)
-    return dict(wall=wall, tasks=ok + failed, skipped=skipped, sent=sent, results=results)
+    with open(times_file) as f:
+        profile = [t for t in json.load(f) if t[2] != "skipped"]
+    return dict(wall=wall, tasks=ok + failed, skipped=skipped, sent=sent, results=results, profile=profile)
 
 
 # --- the single-volume module pair -------------------------------------------------------------
@@ -358,10 +364,33 @@ def report(rows, pair, pair_pings, meta):
                 "| `ansible dst -m lvdiff.thin.lvpatch` | %s | %.1fx ping dst |" % (s(t_patch), t_patch / p_dst),
                 "| the pair | %s | %.1fx (ping src + ping dst) |" % (
                     s(t_diff + t_patch), (t_diff + t_patch) / sum(pair_pings))]
+    out += profile(rows)
     out += ["", "Tasks on src per run, by N (%s): %s." % (", ".join(str(row["n"]) for row in rows), "; ".join(
         "%s %s" % (ph, "/".join(str(row[ph]["tasks"]) if ph in row else "-" for row in rows))
         for ph in ("first", "incremental", "unchanged")))]
     return "\n".join(out) + "\n"
+
+
+def profile(rows):
+    """The largest N's runs, task by task (the callback task_times): where the time goes."""
+    row = max((r for r in rows if "first" in r and "profile" in r["first"]), key=lambda r: r["n"], default=None)
+    if row is None:
+        return []
+    phases = [ph for ph in ("first", "incremental", "unchanged") if ph in row]
+    names = []
+    for ph in phases:
+        for name, _sec, _st in row[ph]["profile"]:
+            if name not in names:
+                names.append(name)
+    out = ["", "Profile of N=%d, each task's wall time in s (tasks that ran on no host left out):" % row["n"], "",
+           "| task | %s |" % " | ".join(phases), "|---|%s" % ("---:|" * len(phases))]
+    for name in names:
+        cells = []
+        for ph in phases:
+            secs = [sec for nm, sec, _st in row[ph]["profile"] if nm == name]
+            cells.append(s(sum(secs)) if secs else "-")
+        out.append("| %s | %s |" % (name.replace("|", "\\|"), " | ".join(cells)))
+    return out
 
 
 def git_commit():

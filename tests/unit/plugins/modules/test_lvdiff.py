@@ -5,7 +5,6 @@ they need a kernel pool, which the integration tests in the guest have."""
 
 import contextlib
 import fcntl
-import functools
 import json
 import os
 import stat
@@ -15,10 +14,11 @@ import yaml
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _backup, _diffio, _errors, _lvm, _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils import _backup, _diffio, _errors, _lvm
 from ansible_collections.lvdiff.thin.plugins.modules import lvdiff, lvdiff_info
 
 from ansible_collections.lvdiff.thin.tests.support.volumes import build, materialize
+from ansible_collections.lvdiff.thin.tests.support.metadata import use_metadata_file
 
 CS = 4096
 
@@ -63,21 +63,8 @@ def world(tmp_path, monkeypatch):
         def active(self, *lvs):
             yield
 
-    class FakeMetadataSnapshot:
-        def __init__(self, runner, vg, pool):
-            self.tmeta = w.meta
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
     monkeypatch.setattr(_backup, 'Lvm', FakeLvm)
-    monkeypatch.setattr(_thinmeta, 'MetadataSnapshot', FakeMetadataSnapshot)
-    # The restored metadata file has no metadata snapshot: read its live root.
-    monkeypatch.setattr(_thinmeta, 'thin_delta', functools.partial(_thinmeta.thin_delta, metadata_snap=False))
-    monkeypatch.setattr(_thinmeta, 'thin_mappings', functools.partial(_thinmeta.thin_mappings, metadata_snap=False))
+    use_metadata_file(monkeypatch, w)
     return w
 
 

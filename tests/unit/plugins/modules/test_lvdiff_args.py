@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _command, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.modules import lvdiff
+from ansible_collections.lvdiff.thin.tests.support.argspec import not_one_of, wrong_type
 
 ROW = {'vg_name': 'vg', 'pool_lv': 'pool', 'lv_size': '1048576', 'chunk_size': '65536', 'lv_tags': '',
        'lv_path': '', 'transaction_id': '', 'data_percent': '', 'vg_extent_size': '4194304'}
@@ -78,15 +79,15 @@ def commands(calls):
     ({'vg': 'vg', 'lv': 'snap'}, 'missing required arguments: dest'),
     ({'lv': 'snap', 'dest': '/x'}, 'missing required arguments: vg'),
     ({'vg': 'vg', 'lv': 'snap', 'dest': '/x', 'checksum_level': 4},
-     'value of checksum_level must be one of: 0, 1, 2, 3, got: 4'),
+     not_one_of('checksum_level', ['0', '1', '2', '3'], '4')),
     ({'vg': 'vg', 'lv': 'snap', 'dest': '/x', 'checksum_level': 'all'},
-     "argument 'checksum_level' is of type str and we were unable to convert to int"),
+     wrong_type('checksum_level', 'str', 'int')),
     ({'vg': 'vg', 'lv': 'snap', 'dest': '/x', 'format': 'qcow2'},
-     'value of format must be one of: lvdiff, hyperlayer, got: qcow2'),
+     not_one_of('format', ['lvdiff', 'hyperlayer'], 'qcow2')),
     ({'vg': 'vg', 'lv': 'snap', 'dest': '/x', 'force': 'perhaps'},
-     "argument 'force' is of type str and we were unable to convert to bool"),
+     wrong_type('force', 'str', 'bool')),
     ({'vg': 'vg', 'lv': 'snap', 'dest': '/x', 'pairs': ['a', 'b']},
-     "argument 'pairs' is of type list and we were unable to convert to dict"),
+     wrong_type('pairs', 'list', 'dict')),
     ({'vg': 'vg', 'lv': 'snap', 'dest': '/x', 'src': '/y'}, 'Unsupported parameters for (basic.py) module: src'),
 ])
 def test_spec_refusals_run_nothing(lvm, run_module, given, msg):

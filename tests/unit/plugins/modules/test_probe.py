@@ -2,7 +2,6 @@
 report is scripted (its real parser reads it) and the metadata snapshot faked: both need a kernel pool,
 which the integration target send has in the guest."""
 
-import functools
 import json
 
 import pytest
@@ -10,11 +9,12 @@ import yaml
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _replicate, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError, MetadataSnapshotHeldError
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 from ansible_collections.lvdiff.thin.plugins.modules import probe
 
 from ansible_collections.lvdiff.thin.tests.support.volumes import build
+from ansible_collections.lvdiff.thin.tests.support.metadata import use_metadata_file
 
 CS = 4096
 OF = _replicate.TAG_OF
@@ -80,25 +80,8 @@ class World:
 def world(tmp_path, monkeypatch):
     w = World(tmp_path)
 
-    class FakeMetadataSnapshot:
-        def __init__(self, runner, vg, pool):
-            self.pool, self.tmeta = pool, w.meta
-
-        def __enter__(self):
-            if self.pool in w.held:
-                raise MetadataSnapshotHeldError('pool vg/%s already has a metadata snapshot' % self.pool)
-            w.reserved.append(self.pool)
-            return self
-
-        def __exit__(self, *exc):
-            w.released.append(self.pool)
-            return False
-
     monkeypatch.setattr(probe, 'Runner', lambda module: w.runner)
-    monkeypatch.setattr(_thinmeta, 'MetadataSnapshot', FakeMetadataSnapshot)
-    # The restored metadata file has no metadata snapshot: read its live root.
-    monkeypatch.setattr(_thinmeta, 'thin_delta', functools.partial(_thinmeta.thin_delta, metadata_snap=False))
-    monkeypatch.setattr(_thinmeta, 'thin_mappings', functools.partial(_thinmeta.thin_mappings, metadata_snap=False))
+    use_metadata_file(monkeypatch, w)
     return w
 
 

@@ -3,7 +3,6 @@ its diffs applied back to check them, and its transfers made by the real receive
 (no sshd here). LVM (lvs, lvcreate, lvchange) is scripted and the metadata snapshot faked: they need a
 kernel pool, which the integration target send has in the guest."""
 
-import functools
 import hashlib
 import json
 import os
@@ -13,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _replicate, _thinmeta, _transfer
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _replicate, _transfer
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.modules import send
@@ -21,6 +20,7 @@ from ansible_collections.lvdiff.thin.plugins.modules import send
 from ansible_collections.lvdiff.thin.tests.support.volumes import build, materialize
 from ansible_collections.lvdiff.thin.tests.support.shell import ShellEndpoint
 from ansible_collections.lvdiff.thin.tests.support.volumes import sha256_file
+from ansible_collections.lvdiff.thin.tests.support.metadata import use_metadata_file
 
 CS = 4096
 TAGS = [_replicate.TAG_SNAP, _replicate.TAG_OF + 'U-vol']
@@ -90,16 +90,6 @@ class World:
 def world(tmp_path, monkeypatch):
     w = World(tmp_path)
 
-    class FakeMetadataSnapshot:
-        def __init__(self, runner, vg, pool):
-            self.tmeta = w.meta
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
     class Endpoint(ShellEndpoint):
         def __init__(self, host, port, user, key_file, host_key_checking, timeout, io_timeout):
             super().__init__()
@@ -111,11 +101,8 @@ def world(tmp_path, monkeypatch):
 
     monkeypatch.setattr(send, 'Runner', lambda module: w.runner)
     monkeypatch.setattr(_transfer, 'HAS_PARAMIKO', True)  # the fake endpoints need no paramiko
-    monkeypatch.setattr(_thinmeta, 'MetadataSnapshot', FakeMetadataSnapshot)
+    use_metadata_file(monkeypatch, w)
     monkeypatch.setattr(_transfer, 'SSHEndpoint', Endpoint)
-    # The restored metadata file has no metadata snapshot: read its live root.
-    monkeypatch.setattr(_thinmeta, 'thin_delta', functools.partial(_thinmeta.thin_delta, metadata_snap=False))
-    monkeypatch.setattr(_thinmeta, 'thin_mappings', functools.partial(_thinmeta.thin_mappings, metadata_snap=False))
     return w
 
 

@@ -13,6 +13,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _transfer
 from ansible_collections.lvdiff.thin.plugins.modules import transfer
 
 from ansible_collections.lvdiff.thin.tests.support.shell import ShellEndpoint
+from ansible_collections.lvdiff.thin.tests.support.argspec import wrong_type
 
 DATA = b'diff file bytes\n' * 5000
 SHA1 = hashlib.sha1(DATA).hexdigest()
@@ -71,11 +72,11 @@ def nothing_written(files):
     ({'host': 'h'}, 'one of the following is required: src, files'),
     ({'src': '/a', 'dest': '/b'}, 'missing required arguments: host'),
     ({'src': '/a', 'dest': '/b', 'host': 'h', 'port': 'ssh'},
-     "argument 'port' is of type str and we were unable to convert to int"),
+     wrong_type('port', 'str', 'int')),
     ({'src': '/a', 'dest': '/b', 'host': 'h', 'io_timeout': '1m'},
-     "argument 'io_timeout' is of type str and we were unable to convert to int"),
+     wrong_type('io_timeout', 'str', 'int')),
     ({'src': '/a', 'dest': '/b', 'host': 'h', 'host_key_checking': 'sometimes'},
-     "argument 'host_key_checking' is of type str and we were unable to convert to bool"),
+     wrong_type('host_key_checking', 'str', 'bool')),
     ({'src': '/a', 'dest': '/b', 'host': 'h', 'src_path': '/c'}, 'Unsupported parameters for (basic.py) module: '
                                                                  'src_path'),
 ])
