@@ -119,8 +119,26 @@ def _pool_turn(vg, pool):
         yield
 
 
+class Diff:
+    """One diff in the making: lvdiff's options p, the volumes, its header and result so far; the plan once
+    made. done: dest already holds this very diff (result is final, nothing to plan or write)."""
+
+    def __init__(self, p, lv, base, pool, header, result):
+        self.p, self.lv, self.base, self.pool, self.header, self.result = p, lv, base, pool, header, result
+        self.done = False
+        self.plan = None
+
+    def close(self):
+        if self.plan is not None:
+            self.plan.close()
+            self.plan = None
+
+
 class Differ:
-    """Diffs of volumes of one host; the thin tools' version is checked once per run."""
+    """Diffs of volumes of one host; the thin tools' version is checked once per run. A diff is prepared
+    (names, volumes, an existing complete file), planned (thin_delta on a metadata snapshot the caller
+    holds) and written (the volumes must be active): diff() does all three for one volume (lvdiff); send
+    plans the diffs of many volumes of a pool under one metadata snapshot."""
 
     def __init__(self, runner, check_mode=False, on_temp=None):
         self.runner = runner
@@ -132,6 +150,20 @@ class Differ:
     def diff(self, p, lvs=None):
         """lvdiff's work and result for p (lvdiff's options: vg, lv, base, dest, pairs, checksum_level,
         format, force); lvs is {name: LV} of p['vg'] when the caller has read it (else one lvs)."""
+        job = self.prepare(p, lvs)
+        if job.done:
+            return job.result
+        try:
+            with self.lvm.active(*([] if self.check_mode else [job.lv, job.base])):
+                with _pool_turn(job.lv.vg, job.lv.pool), \
+                        _thinmeta.MetadataSnapshot(self.runner, job.lv.vg, job.lv.pool) as meta:
+                    self.plan(job, meta.tmeta)
+                return self.write(job)
+        finally:
+            job.close()
+
+    def prepare(self, p, lvs=None):
+        """The Diff of p: every name and volume checked; done when dest already holds it."""
         check_name('volume', p['lv'])  # every name refused before any command runs
         if p['base']:
             check_name('base volume', p['base'])
@@ -140,9 +172,10 @@ class Differ:
         lv, base, pool = _volumes(lvs, p)
         dest = _check_dest(p['dest'])
         header = make_header(p, lv, base, pool)
-        result = {'changed': True, 'dest': dest, 'chunk_size': pool.chunk_size, 'volume_size': lv.size,
-                  'pairs': header.pairs, 'lv_uuid': lv.uuid, 'base_uuid': base.uuid if base else None,
-                  'format': p['format'], 'thin_tools_version': self.version}
+        job = Diff(p, lv, base, pool, header, {
+            'changed': True, 'dest': dest, 'chunk_size': pool.chunk_size, 'volume_size': lv.size,
+            'pairs': header.pairs, 'lv_uuid': lv.uuid, 'base_uuid': base.uuid if base else None,
+            'format': p['format'], 'thin_tools_version': self.version})
 
         if not self.check_mode:
             _diffio.sweep(dest)
@@ -151,27 +184,36 @@ class Differ:
             done = _existing(dest, header)
             if done is not None:
                 counts = done['records']
-                result.update(changed=False, size=done['size'], sha1=done['sha1'], checks=counts['check'],
-                              data_chunks=ceil_div(done['data_bytes'], pool.chunk_size),
-                              discard_chunks=ceil_div(done['discard_bytes'], pool.chunk_size))
-                return result
+                job.result.update(changed=False, size=done['size'], sha1=done['sha1'], checks=counts['check'],
+                                  data_chunks=ceil_div(done['data_bytes'], pool.chunk_size),
+                                  discard_chunks=ceil_div(done['discard_bytes'], pool.chunk_size))
+                job.done = True
+        return job
 
-        meta = _thinmeta.MetadataSnapshot(self.runner, lv.vg, lv.pool)
-        with self.lvm.active(*([] if self.check_mode else [lv, base])):
-            with _pool_turn(lv.vg, lv.pool), meta, \
-                    Plan(pool.chunk_size, lv.size, base.size if base else None) as plan:
-                if base is not None:
-                    plan.add_delta(_thinmeta.thin_delta(self.runner, meta.tmeta, base.thin_id, lv.thin_id))
-                else:
-                    plan.add_mapped(_thinmeta.thin_mappings(self.runner, meta.tmeta, lv.thin_id))
-                result.update(data_chunks=plan.data_chunks, discard_chunks=plan.discard_chunks)
-                if self.check_mode:
-                    checks = plan.base_checks(header.checksum_level, header.sample_seed,
-                                              _check_max_len(p['format'], pool.chunk_size)) if base else ()
-                    result.update(size=_diffio.estimate_size(header, plan, p['format']),
-                                  checks=sum(1 for dummy in checks))
-                    return result
-                written = self._write(dest, header, plan, lv, base, p['format'])
+    def plan(self, job, tmeta):
+        """What job's diff carries, from the metadata snapshot tmeta of its pool (held by the caller)."""
+        lv, base = job.lv, job.base
+        job.plan = Plan(job.pool.chunk_size, lv.size, base.size if base else None)
+        if base is not None:
+            job.plan.add_delta(_thinmeta.thin_delta(self.runner, tmeta, base.thin_id, lv.thin_id))
+        else:
+            job.plan.add_mapped(_thinmeta.thin_mappings(self.runner, tmeta, lv.thin_id))
+        job.result.update(data_chunks=job.plan.data_chunks, discard_chunks=job.plan.discard_chunks)
+
+    def write(self, job):
+        """Write job's planned diff (its volumes active); in check mode, its size and checks instead. The
+        result; the plan is closed."""
+        p, result = job.p, job.result
+        try:
+            if self.check_mode:
+                checks = job.plan.base_checks(job.header.checksum_level, job.header.sample_seed,
+                                              _check_max_len(p['format'], job.pool.chunk_size)) if job.base else ()
+                result.update(size=_diffio.estimate_size(job.header, job.plan, p['format']),
+                              checks=sum(1 for dummy in checks))
+                return result
+            written = self._write(result['dest'], job.header, job.plan, job.lv, job.base, p['format'])
+        finally:
+            job.close()
         result.update(size=written['size'], sha1=written['sha1'], checks=written['checks'])
         return result
 

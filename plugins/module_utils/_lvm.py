@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 
@@ -23,6 +24,8 @@ TAG_ORIGIN = 'lvdiff_origin:'
 TAG_DIFF = 'lvdiff_sha1:'
 # Suffix of lvpatch's temporary volume: never anyone else's, so a leftover one can be removed.
 TMP_SUFFIX = '-lvpatch-tmp'
+# Where LVM puts the device links of active volumes (its devices/dir): DEV_DIR/VG/LV.
+DEV_DIR = '/dev'
 # fullmatch, not match with $: '$' also matches before a final newline.
 _NAME = re.compile(r'[A-Za-z0-9+_.][A-Za-z0-9+_.-]*')
 _TAG = re.compile(r'[A-Za-z0-9_+.:=!#&/-]+')  # LVM's tag characters (also '@' but not first)
@@ -37,6 +40,10 @@ _DM_NAME_MAX = 127
 def dm_name(vg, lv):
     """The device-mapper name of VG/LV: each '-' in a name is doubled."""
     return '%s-%s' % (vg.replace('-', '--'), lv.replace('-', '--'))
+
+
+def device_path(vg, name):
+    return os.path.join(DEV_DIR, vg, name)
 
 
 def check_name_length(vg, name, what='volume'):
@@ -109,7 +116,7 @@ class LV:
         if len(self.attr) < 10:
             raise ValueError('lv_attr %r has fewer than 10 characters' % (self.attr,))
         self.tags = [t for t in (row.get('lv_tags') or '').split(',') if t]
-        self.path = row.get('lv_path') or '/dev/%s/%s' % (self.vg, self.name)
+        self.path = row.get('lv_path') or device_path(self.vg, self.name)
         self.transaction_id = int(row['transaction_id']) if row.get('transaction_id') else None
         self.data_percent = float(row['data_percent']) if row.get('data_percent') else None
         self.extent_size = int(row.get('vg_extent_size') or 0)
@@ -239,6 +246,12 @@ class Lvm:
     def deactivate(self, lv):
         self._lvm('lvchange', '--activate', 'n', _lv_arg(lv.vg, lv.name))
 
+    def set_active(self, vg, names, active):
+        """Activate (activation skip ignored) or deactivate vg's volumes names with one lvchange."""
+        if names:
+            self._lvm('lvchange', '--activate', *(['y', '--ignoreactivationskip'] if active else ['n']),
+                      *[_lv_arg(vg, name) for name in names])
+
     @contextlib.contextmanager
     def active(self, *lvs):
         """Activate inactive (or activation-skip) volumes for the block; restore their state after."""
@@ -255,10 +268,13 @@ class Lvm:
 
     # Every name, tag and size is checked here, at the boundary: nothing reaches LVM's argv
     # that it could take for an option or a relative size.
-    def snapshot(self, vg, base, name, tags=(), read_only=False):
+    def snapshot(self, vg, base, name, tags=(), read_only=False, active=False):
         """A thin snapshot of vg/base: by default writable and activatable (lvpatch's temporary volume);
-        read_only: read-only with LVM's default activation skip (a backup's snapshot, kept inactive)."""
+        read_only: read-only with LVM's default activation skip (a backup's snapshot, kept inactive), and
+        active: activated all the same by the same command (send reads it next)."""
         mode = ['--permission', 'r'] if read_only else ['--setactivationskip', 'n']
+        if active:
+            mode.append('--ignoreactivationskip')
         self._lvm('lvcreate', '--snapshot', *mode, '--name', check_name('volume', name),
                   *_tag_args(tags), _lv_arg(vg, base))
 

@@ -319,7 +319,7 @@ def _send_item(state, v):
 def sent(state, send):
     """Record what send did; the steps that reached the target (direct) go to receive; in relay mode,
     the files the controller carries next."""
-    state = dict(state, stage='sent', relay=[])
+    state = dict(state, stage='sent', relay=[], source_after=(send or {}).get('lvs') or {})
     sending = [v for v in state['volumes'] if v['error'] is None and v.get('steps')] if state['send'] else []
     for v, res in _by_position(sending, (send or {}).get('volumes'), 'send'):
         done = [r for r in res.get('steps') or [] if not r.get('failed')]
@@ -379,18 +379,15 @@ def _receive_list(state):
     return state
 
 
-def received(state, receive, source_lvs=None):
-    """Record what receive did, then decide rotation from the states after the run (for volumes
-    that made changes) or from the probe's (the others): what each side removes, which diff files
-    and spool directories are swept."""
+def received(state, receive):
+    """Record what receive did, then decide rotation from the states after the run (send's lvs and
+    receive's, for volumes that made changes) or from the probe's (the others): what each side removes,
+    which diff files and spool directories are swept."""
     state = dict(state, stage='received')
     results = (receive or {}).get('volumes') or []
     if len(results) != len(state['receive']):
         raise PlanError('receive returned %d results for %d volumes' % (len(results), len(state['receive'])))
-    source_after = {}
-    if source_lvs is not None and source_lvs.get('stdout'):
-        for r in rows(source_lvs['stdout']):
-            source_after.setdefault(r.get('vg_name'), []).append(r)
+    source_after = state.get('source_after') or {}
     target_after = (receive or {}).get('lvs') or {}
     rot = {'source': {'remove': [], 'files': [], 'sweep': []}, 'target': {'remove': [], 'sweep': []}}
     owners = {'source': [], 'target': []}  # the volume of each item to remove, in order

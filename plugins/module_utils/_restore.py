@@ -13,7 +13,7 @@ import os
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _lock
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMismatchError, LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
-    TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, check_name, check_name_length, check_tag, pool_in, thin_in)
+    LV, TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, check_name, check_name_length, check_tag, device_path, pool_in, thin_in)
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import ceil_div
 
 # Locks of runs in progress, one file per VG and name, in _lock's private directory (tests move it).
@@ -24,12 +24,13 @@ REPLICA = {'permission': 'r', 'activate': False}
 
 
 def patch(lvm, src, vg, name=None, base=None, pool=None, base_check=True, final=None, tags=(),
-          check_mode=False, lvs=None, refinish=False):
+          check_mode=False, lvs=None, refinish=False, later=None):
     """Make vg/name from the diff file src, under name's lock (none in check mode: the lock directory
     would be a change); lvpatch's result. final: REPLICA's keys, the new volume's state; tags: added to
     it besides ours. An existing name made from this very diff gets its missing tags (and final's
     state too with refinish); anything else existing is refused. lvs: vg's {name: LV}, if the caller
-    has it fresh."""
+    has it fresh. later: a list to put the name of a volume to deactivate on, for the caller to deactivate
+    many at once (see finish)."""
     # One open file for the whole run: its header is parsed once, and what is checked is what is applied.
     with _diffio.open_diff(src) as reader:
         header = reader.header
@@ -39,7 +40,7 @@ def patch(lvm, src, vg, name=None, base=None, pool=None, base_check=True, final=
         check_name('volume group', vg)
         check_name_length(vg, name + TMP_SUFFIX, 'temporary volume')
         target = dict(REPLICA if final is None else final, vg=vg, name=name, base=base, pool=pool,
-                      base_check=base_check, tags=[check_tag(t) for t in tags], refinish=refinish)
+                      base_check=base_check, tags=[check_tag(t) for t in tags], refinish=refinish, later=later)
         if check_mode:
             return _restore(lvm, reader, src, target, check_mode, lvs)
         with lock(vg, name):
@@ -109,25 +110,37 @@ def _restore(lvm, reader, src, t, check_mode, lvs):
             result['base_checked'] = True
         return result
 
+    # Tags known before the data are given by the lvcreate; the diff's own tag and the final state by one
+    # lvchange once the data is in (a snapshot may inherit its base's tags on some LVM versions: those of
+    # ours go then); deactivated at once, or with the caller's others (t['later']) after the rename.
+    early = [TAG_ORIGIN + header.volume['uuid']] + list(t['tags'])
+    later = [] if t['later'] is not None else None
     with lvm.scratch_volume(vg, name, lvs) as tmp:
         if base is not None:
-            lvm.snapshot(vg, base.name, tmp)
+            lvm.snapshot(vg, base.name, tmp, tags=early)
+            size, inherited = base.size, [tag for tag in base.tags if tag.startswith((TAG_ORIGIN, TAG_DIFF))]
         else:
-            lvm.create_thin(vg, pool.name, tmp, header.volume['size'])
-        made = lvm.lvs(vg)[tmp]
-        if not made.active:
+            lvm.create_thin(vg, pool.name, tmp, header.volume['size'], tags=early)
+            size, inherited = header.volume['size'], []
+        # What lvcreate made, without another lvs: writable, active (unless LVM's activation settings kept
+        # it inactive: then it is looked up and activated), with our early tags.
+        made = LV({'lv_name': tmp, 'vg_name': vg, 'pool_lv': pool.name, 'lv_uuid': '', 'lv_size': str(size),
+                   'chunk_size': '0', 'lv_attr': 'Vwi-a-tz--', 'lv_tags': ','.join(early),
+                   'lv_path': device_path(vg, tmp)})
+        if not os.path.exists(made.path):
+            made = lvm.lvs(vg)[tmp]
             lvm.activate(made)
-        if header.volume['size'] > made.size:
+        if header.volume['size'] > size:
             lvm.resize(vg, tmp, header.volume['size'])
         summary = _apply(reader, made.path, t['base_check'], pool.chunk_size)
-        if header.volume['size'] < made.size:
+        if header.volume['size'] < size:
             lvm.resize(vg, tmp, header.volume['size'])
-        # Ours replace what the snapshot inherited from its base; the caller's are added.
-        lvm.tag(vg, tmp, add=[TAG_ORIGIN + header.volume['uuid'], TAG_DIFF + summary['sha1']]
-                + [tag for tag in t['tags'] if tag not in made.tags],
-                remove=[tag for tag in made.tags if tag.startswith((TAG_ORIGIN, TAG_DIFF))])
+        mark = TAG_DIFF + summary['sha1']
         # Its final state before it gets its name: a failure in between leaves only the temporary volume.
-        finish(lvm, made, permission=t['permission'], activate=t['activate'])
+        finish(lvm, made, [mark], permission=t['permission'], activate=t['activate'], later=later,
+               remove=[tag for tag in inherited if tag not in early and tag != mark])
+    if later:
+        t['later'].append(name)
     result.update(sha1=summary['sha1'], base_checked=base is not None and t['base_check'],
                   **_counts(summary, header))
     return result
@@ -144,7 +157,7 @@ def _existing(lvm, reader, existing, t, check_mode, result):
                              else 'its tag is %s%s' % (TAG_DIFF, made_by)))
     # Permission and activation are for the volume this module makes, unless refinish says otherwise.
     state = dict(permission=t['permission'], activate=t['activate']) if t['refinish'] else {}
-    changed = finish(lvm, existing, t['tags'], check_mode=check_mode, **state)
+    changed = finish(lvm, existing, t['tags'], check_mode=check_mode, later=t['later'], **state)
     result.update(changed=changed, path=existing.path, sha1=summary['sha1'],
                   permission=t['permission'] if state else ('r' if existing.read_only else 'rw'),
                   active=t['activate'] if state else existing.active,
@@ -152,15 +165,18 @@ def _existing(lvm, reader, existing, t, check_mode, result):
     return result
 
 
-def finish(lvm, lv, tags=(), permission=None, activate=None, check_mode=False):
+def finish(lvm, lv, tags=(), permission=None, activate=None, check_mode=False, remove=(), later=None):
     """Give lv its final state with what it lacks, and say whether anything was (or in check mode would
-    be) changed: tags added if missing; permission V(r) or V(rw); activate false: the activation skip
-    flag set and inactive (activate it with lvchange -ay -K), true: left as it is. None leaves that
-    alone. One lvchange for tags, permission and flag, one for deactivation."""
+    be) changed: tags added if missing (remove: tags to delete); permission V(r) or V(rw); activate false:
+    the activation skip flag set and inactive (activate it with lvchange -ay -K), true: left as it is.
+    None leaves that alone. One lvchange for tags, permission and flag; the deactivation then, or, with
+    later, lv's name put on that list for the caller's one lvchange for many volumes."""
     argv = []
     for tag in tags:
         if tag not in lv.tags:
             argv += ['--addtag', check_tag(tag)]
+    for tag in remove:
+        argv += ['--deltag', check_tag(tag)]
     if permission is not None and (permission == 'r') != lv.read_only:
         argv += ['--permission', permission]
     if activate is False and lv.attr[9] != 'k':
@@ -170,7 +186,9 @@ def finish(lvm, lv, tags=(), permission=None, activate=None, check_mode=False):
         if argv:
             lvm.runner.run(['lvchange'] + argv + ['%s/%s' % (check_name('volume group', lv.vg),
                                                              check_name('volume', lv.name))])
-        if deactivate:
+        if deactivate and later is not None:
+            later.append(lv.name)
+        elif deactivate:
             lvm.deactivate(lv)
     return bool(argv) or deactivate
 

@@ -40,6 +40,11 @@ options:
         description: The thin volume itself (not one of its snapshots or replicas).
         type: str
         required: true
+  jobs:
+    description:
+      - How many C(thin_delta) runs at once, on the one metadata snapshot of a pool (each reads it only).
+    type: int
+    default: 2
 seealso:
   - module: lvdiff.thin.send
   - module: lvdiff.thin.lvdiff
@@ -138,6 +143,8 @@ volumes:
       returned: failure
 '''
 
+import threading
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _diffio, _replicate, _thinmeta
@@ -191,19 +198,18 @@ def _count(runner, tmeta, result, lv, since, pool):
 
 
 def _each(items, work):
-    """work(item) for each item; an item whose work raises gets _batch.failure instead. A termination
-    stops the whole run (the metadata snapshot is released on the way out)."""
+    """work(item) for each item; an item whose work raises gets _batch.failure instead."""
     for item in items:
         try:
             work(item)
-        except Terminated:
-            raise
         except Exception as e:  # this volume's failure only
             item['result'] = _batch.failure(e)
 
 
 def run(module):
     items = [{'vg': v['vg'], 'lv': v['lv']} for v in module.params['volumes']]
+    if module.params['jobs'] < 1:
+        raise LvdiffError('jobs must be at least 1, not %d' % module.params['jobs'])
     runner = Runner(module)
     _thinmeta.tools_version(runner)
     vgs = []
@@ -224,16 +230,26 @@ def run(module):
     for item in items:
         if 'failed' not in item['result']:
             pools.setdefault((item['vg'], item['lv_'].pool), []).append(item)
-    for (vg, pool), group in sorted(pools.items()):
-        try:
-            with _thinmeta.MetadataSnapshot(runner, vg, pool) as meta:
-                _each(group, lambda item: _count(runner, meta.tmeta, item['result'], item['lv_'], item['since_'],
-                                                 item['pool_']))
-        except Terminated:
-            raise
-        except Exception as e:  # reserving (or releasing) failed: every volume of the pool
-            for item in group:
-                item['result'] = _batch.failure(e)
+    stop = threading.Event()
+    with _batch.stop_on_signal(stop):
+        for (vg, pool), group in sorted(pools.items()):
+            try:
+                with _thinmeta.MetadataSnapshot(runner, vg, pool) as meta:
+                    def count(item):
+                        if stop.is_set():
+                            raise LvdiffError('not done: the run was terminated')
+                        _count(runner, meta.tmeta, item['result'], item['lv_'], item['since_'], item['pool_'])
+                        return {}
+                    for item, r in zip(group, _batch.each(group, count, module.params['jobs'])):
+                        if r['failed']:
+                            item['result'] = r
+            except Terminated:
+                raise
+            except Exception as e:  # reserving (or releasing) failed: every volume of the pool
+                for item in group:
+                    item['result'] = _batch.failure(e)
+    if stop.is_set():  # a termination stops the whole run; the metadata snapshots were released
+        raise Terminated('terminated by a signal; the metadata snapshots were released')
 
     volumes = []
     for item in items:
@@ -249,6 +265,7 @@ def main():
                 vg=dict(type='str', required=True),
                 lv=dict(type='str', required=True),
             )),
+            jobs=dict(type='int', default=2),
         ),
         supports_check_mode=True,
     )

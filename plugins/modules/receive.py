@@ -214,14 +214,25 @@ def run(module):
     # What each volume got done, kept when it fails later (_batch keeps only the failure's message).
     progress = [{'vg': v['vg'], 'changed': False, 'finished': [], 'steps': []} for v in volumes]
 
+    # Replicas to deactivate: one lvchange per VG at the end (each is finished but for that already).
+    later = dict((v['vg'], []) for v in volumes)
+
     def work(i):
         if stop.is_set():
             raise LvdiffError('not started: the run was terminated')
-        _volume(lvm, report, volumes[i], progress[i], p['keep_diffs'], module.check_mode, stop)
+        _volume(lvm, report, volumes[i], progress[i], p['keep_diffs'], module.check_mode, stop,
+                later[volumes[i]['vg']])
         return {}
 
     with _batch.stop_on_signal(stop):
-        results = _batch.each(range(len(volumes)), work, p['jobs'])
+        try:
+            results = _batch.each(range(len(volumes)), work, p['jobs'])
+        finally:
+            for vg, names in sorted(later.items()):
+                try:
+                    lvm.set_active(vg, sorted(set(names)), False)
+                except LvdiffError as e:  # they stay active, finished otherwise; the next run deactivates them
+                    module.warn('could not deactivate %s in %s: %s' % (', '.join(sorted(set(names))), vg, e.msg))
     if stop.is_set():
         raise Terminated('terminated by a signal; the steps in progress cleaned up, the others were not started')
     results = [dict(done, **r) for done, r in zip(progress, results)]
@@ -245,7 +256,7 @@ def _checked(v):
     return v
 
 
-def _volume(lvm, report, v, done, keep_diffs, check_mode, stop):
+def _volume(lvm, report, v, done, keep_diffs, check_mode, stop, later):
     vg = v['vg']
     if vg not in report:
         raise LvdiffError('volume group %s does not exist on this host' % vg)
@@ -253,7 +264,7 @@ def _volume(lvm, report, v, done, keep_diffs, check_mode, stop):
     for name in v['finish']:
         if name not in lvs:
             raise LvdiffError('replica %s/%s to finish does not exist' % (vg, name))
-        if _restore.finish(lvm, lvs[name], v['tags'], check_mode=check_mode, **_restore.REPLICA):
+        if _restore.finish(lvm, lvs[name], v['tags'], check_mode=check_mode, later=later, **_restore.REPLICA):
             done['finished'].append(name)
             done['changed'] = True
     made = set()
@@ -266,7 +277,7 @@ def _volume(lvm, report, v, done, keep_diffs, check_mode, stop):
             # The start's lvs is current for the first step, unless finishing changed some of it.
             fresh = lvs if not done['steps'] and not done['finished'] else None
             res = _restore.patch(lvm, step['src'], vg, step['name'], base=step['base'], pool=v['pool'],
-                                 tags=v['tags'], check_mode=check_mode, lvs=fresh, refinish=True)
+                                 tags=v['tags'], check_mode=check_mode, lvs=fresh, refinish=True, later=later)
         if step['name'] not in lvs:  # check mode: the steps after it have no base to check against
             made.add(step['name'])
         removed = not keep_diffs and _remove_diff(step['src'], check_mode)

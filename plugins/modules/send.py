@@ -21,8 +21,12 @@ description:
     is not sent again.
   - A failed step skips the later steps of its volume; the other volumes go on. A volume's failure is reported
     in RV(volumes[].failed), the module itself does not fail for it.
-  - O(jobs) volumes are worked on at once. Diffs of volumes in the same thin pool take turns (a pool has one
-    metadata snapshot); their transfers overlap.
+  - The run goes in phases, each for all volumes at once, so that a host's many volumes cost few LVM commands
+    - the new snapshots (each created active), one C(lvs), the volumes the diffs read activated with one
+    C(lvchange) per volume group, the diffs of each thin pool planned from one metadata snapshot (released
+    before any file is written), then the diffs written and sent, O(jobs) volumes at once, and what the run
+    activated deactivated with one C(lvchange) per volume group. A new snapshot that follows a step still being
+    resumed is made in its turn, once that step is sent.
   - The directory of a O(volumes[].steps[].dest) is created with mode V(0700) when missing.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
@@ -152,6 +156,14 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+lvs:
+  description:
+    - The rows of C(lvs) after the run, per volume group, as RV(lvdiff.thin.probe#module:lvs) (the new snapshots
+      included). Read again only when the run created or activated volumes; otherwise the run's first C(lvs).
+  returned: always
+  type: dict
+  sample: {vg0: [{lv_name: data, vg_name: vg0, lv_uuid: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC,
+                  lv_attr: Vwi-a-tz--, lv_tags: '', lv_size: '10737418240', pool_lv: pool, thin_id: '1'}]}
 volumes:
   description: One result per item of O(volumes), in the same order.
   returned: always
@@ -231,7 +243,8 @@ volumes:
           description: In check mode, the bytes a real run would send, when that is known.
           type: int
         seconds:
-          description: Wall time of the step (snapshot, diff and transfer).
+          description: Wall time of the step's own work (its snapshot, writing its diff and its transfer; the
+            planning of the diffs of a pool is shared).
           type: float
 '''
 
@@ -246,7 +259,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._backup import Differ
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     LvdiffError, Terminated, require_lib, run_module)
-from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import check_name, check_tag
+from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import check_name, check_tag, rows_of
 
 STOPPED = 'not done: the run was terminated before this volume'
 
@@ -299,7 +312,39 @@ class _Source(_transfer.LocalSource):
         return super().send(session, offset, count, note)
 
 
+class _Volume:
+    """One item's run: the results of its steps in order, and the first failure, which ends them."""
+
+    def __init__(self, item):
+        self.item = item
+        self.steps = item['steps']
+        self.done = [None] * len(self.steps)  # each step's result, once its part of the run is done
+        self.diffs = {}                       # step index -> its prepared Diff
+        self.end = len(self.steps)            # steps from here on are not done
+        self.error = None
+
+    def fail(self, i, error):
+        if i < self.end:
+            self.end, self.error = i, error
+        self.close(i)
+
+    def close(self, first=0):
+        """The plans of steps first and after closed (their diffs will not be written)."""
+        for j in [j for j in self.diffs if j >= first]:
+            self.diffs.pop(j).close()
+
+    def batched(self, i):
+        """Whether step i's snapshot is made with the others: a new snapshot after a step still being
+        resumed is made in its turn, once the step before it is sent (as one step after another)."""
+        return i == 0 or not self.steps[i]['create']
+
+
 class Sender:
+    """The run in phases, each for all volumes at once: the new snapshots (created active), one lvs,
+    the volumes the diffs read activated with one lvchange per VG, every plan of a pool from one
+    metadata snapshot (released before any file is written), then the diffs written and sent in jobs
+    threads, and what the run activated deactivated with one lvchange per VG."""
+
     def __init__(self, module):
         self.module = module
         self.p = module.params
@@ -309,71 +354,207 @@ class Sender:
         self.lvm = self.differ.lvm
         self.connections = _Connections(self.p)
         self.stop = threading.Event()
+        self.activated = []  # (vg, name): made active by this run, inactive again at its end
 
     def run(self):
-        items = self.p['volumes']
+        vols = [_Volume(item) for item in self.p['volumes']]
         vgs = []
-        for item in items:
+        for v in vols:
             try:
-                vgs.append(check_name('volume group', item['vg']))
-            except LvdiffError:
-                pass  # that volume fails alone
+                vgs.append(check_name('volume group', v.item['vg']))
+            except LvdiffError as e:
+                v.fail(0, e)  # that volume fails alone
         self.report = self.lvm.report(vgs)
+        changed_lvm = False
         try:
             with _batch.stop_on_signal(self.stop):
-                results = _batch.each(items, self.volume, self.p['jobs'])
+                try:
+                    if self.each(vols, self.snapshots) and not self.check:
+                        self.report = self.lvm.report(vgs)  # the new snapshots' UUIDs and thin ids
+                        changed_lvm = True
+                    self.each(vols, self.prepare)
+                    changed_lvm = self.activate(vols) or changed_lvm
+                    self.plan(vols)
+                    results = _batch.each(vols, self.send, self.p['jobs'])
+                    changed_lvm = changed_lvm or any(r.get('created_later') for r in results)
+                finally:
+                    for v in vols:
+                        v.close()  # plans that a failure left unwritten
+                    self.deactivate()
         finally:
             self.connections.close()
         volumes = []
-        for item, result in zip(items, results):
-            # each() says failed=False for what volume() returned; a volume failed when it has a message
-            result = dict({'steps': [], 'changed': False}, **result)
-            volumes.append(dict(result, vg=item['vg'], lv=item['lv'], failed='msg' in result))
-        return {'changed': any(v['changed'] for v in volumes), 'volumes': volumes}
+        for v, r in zip(vols, results):
+            if r.get('failed'):  # send() itself failed (a bug): the whole volume with it
+                v.fail(0, LvdiffError(r['msg']))
+            done = [d for d in v.done[:v.end] if d is not None]
+            result = {'vg': v.item['vg'], 'lv': v.item['lv'], 'steps': done, 'failed': v.error is not None,
+                      'changed': any(d['changed'] for d in done)}
+            if v.error is not None:
+                # with the error's details: an interrupted transfer's resumed_from tells what the target kept
+                result.update((k, x) for k, x in _batch.failure(v.error).items() if k not in result)
+            volumes.append(result)
+        if changed_lvm:
+            self.report = self.lvm.report(vgs)
+        return {'changed': any(v['changed'] for v in volumes), 'volumes': volumes, 'lvs': rows_of(self.report)}
 
-    def volume(self, item):
-        """Every step of one volume, in order; the first failure ends them and is the volume's result."""
-        result = {'changed': False, 'steps': []}
-        try:
-            if self.stop.is_set():
-                raise LvdiffError(STOPPED)
-            vg = check_name('volume group', item['vg'])
-            if vg not in self.report:
-                raise LvdiffError('volume group %s does not exist on this host' % vg)
-            lvs = self.report[vg]
-            for step in item['steps']:
+    def each(self, vols, work):
+        """work(v, i, step) for the steps of each volume in order, in this thread (LVM takes one command at
+        a time anyway), up to a failure or a step work returns None for; whether any returned True."""
+        any_true = False
+        for v in vols:
+            for i in range(v.end):
                 if self.stop.is_set():
-                    raise LvdiffError(STOPPED)
-                done = self.step(item, step, lvs)
-                result['steps'].append(done)
-                result['changed'] = result['changed'] or done['changed']
-                lvs = done.pop('lvs')
-        except Exception as e:  # this volume's failure (with the steps done before it); the others go on
-            # with the error's details: an interrupted transfer's resumed_from tells what the target kept
-            result.update((k, v) for k, v in _batch.failure(e).items() if k not in ('failed', 'steps', 'changed'))
-        return result
+                    v.fail(i, LvdiffError(STOPPED))
+                    break
+                try:
+                    r = work(v, i, v.steps[i])
+                except Exception as e:  # this volume's failure; the others go on
+                    v.fail(i, e)
+                    break
+                if r is None:
+                    break
+                any_true = any_true or r
+        return any_true
 
-    def step(self, item, step, lvs):
-        start = time.monotonic()
-        vg, name = item['vg'], step['snapshot']
-        done = {'snapshot': name, 'base': step['base'], 'dest': step['dest'], 'remote': step['remote'],
-                'created': False, 'changed': False, 'size': None, 'sha1': None, 'data_chunks': None,
-                'discard_chunks': None, 'checks': None, 'bytes_sent': 0, 'resumed_from': 0, 'lvs': lvs}
+    # -- the phases --
+
+    def snapshots(self, v, i, step):
+        """Phase 1: the step's snapshot, created active (a diff reads it next)."""
+        if not v.batched(i):
+            return None
+        v.done[i] = done = {'snapshot': step['snapshot'], 'base': step['base'], 'dest': step['dest'],
+                            'remote': step['remote'], 'created': False, 'changed': False, 'size': None,
+                            'sha1': None, 'data_chunks': None, 'discard_chunks': None, 'checks': None,
+                            'bytes_sent': 0, 'resumed_from': 0, 'seconds': 0.0}
         if step['create']:
-            done['created'] = self.snapshot(item, name, lvs)
+            start = time.monotonic()
+            done['created'] = self.snapshot(v.item, step['snapshot'], self.lvs_of(v.item), True)
             if done['created'] and not self.check:
-                done['lvs'] = lvs = self.lvm.lvs(vg)  # the new snapshot's UUID and thin id
+                self.activated.append((v.item['vg'], step['snapshot']))
+            done['seconds'] += time.monotonic() - start
+        return done['created']
+
+    def prepare(self, v, i, step):
+        """Phase 2: the step's diff checked and, unless dest already holds it, to be planned."""
+        if not v.batched(i):
+            return None
+        lvs = self.lvs_of(v.item)
         directory = os.path.dirname(os.path.abspath(step['dest']))
         if not os.path.isdir(directory) and not self.check:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        if name in lvs and os.path.isdir(directory):  # in check mode, a snapshot or directory may be missing
-            diff = self.differ.diff({'vg': vg, 'lv': name, 'base': step['base'], 'dest': step['dest'],
-                                     'pairs': step['pairs'], 'checksum_level': self.p['checksum_level'],
-                                     'format': 'lvdiff', 'force': False}, lvs)
+        if step['snapshot'] in lvs and os.path.isdir(directory):  # in check mode either may be missing
+            v.diffs[i] = self.differ.prepare(self.diff_options(v.item, step), lvs)
+        return False
+
+    def activate(self, vols):
+        """What the diffs to write read, activated: one lvchange per VG (one per volume if that fails)."""
+        if self.check:
+            return False
+        wanted = {}
+        for v in vols:
+            for i, job in sorted(v.diffs.items()):
+                for lv in () if job.done else (job.lv, job.base):
+                    if lv is not None and not lv.active and (lv.vg, lv.name) not in self.activated:
+                        wanted.setdefault(lv.vg, {}).setdefault(lv.name, []).append((v, i))
+        for vg, names in sorted(wanted.items()):
+            try:
+                self.lvm.set_active(vg, sorted(names), True)
+                self.activated += [(vg, name) for name in sorted(names)]
+            except LvdiffError:
+                for name, users in sorted(names.items()):
+                    try:
+                        self.lvm.set_active(vg, [name], True)
+                        self.activated.append((vg, name))
+                    except LvdiffError as e:
+                        for v, i in users:
+                            v.fail(i, e)
+        return bool(wanted)
+
+    def plan(self, vols):
+        """Every diff to write planned; the diffs of one pool from one metadata snapshot."""
+        pools = {}
+        for v in vols:
+            for i, job in sorted(v.diffs.items()):
+                if not job.done:
+                    pools.setdefault((job.lv.vg, job.lv.pool), []).append((v, i, job))
+        for (vg, pool), jobs in sorted(pools.items(), key=lambda kv: kv[0]):
+            errors = [None] * len(jobs)
+
+            def plan(n):
+                try:
+                    self.differ.plan(jobs[n][2], meta.tmeta)
+                except Exception as e:  # that diff's failure (kept whole, with its details)
+                    errors[n] = e
+
+            try:
+                if self.stop.is_set():
+                    raise LvdiffError(STOPPED)
+                with _thinmeta.MetadataSnapshot(self.runner, vg, pool) as meta:
+                    _batch.each(range(len(jobs)), lambda n: plan(n) or {}, self.p['jobs'])
+            except Exception as e:  # reserving or releasing failed, or a signal: every diff of the pool
+                errors = [e] * len(jobs)
+            for (v, i, job), error in zip(jobs, errors):
+                if error is not None:
+                    v.fail(i, error)
+
+    def send(self, v):
+        """Phase 4, in a worker thread: each step's diff written and sent, in order."""
+        created_later = False
+        for i in range(len(v.steps)):
+            if i >= v.end:
+                break
+            if self.stop.is_set():
+                v.fail(i, LvdiffError(STOPPED))
+                break
+            try:
+                if v.batched(i):
+                    self.finish_step(v, i)
+                else:
+                    created_later = self.step_alone(v, i) or created_later
+            except Exception as e:  # noqa: B902 this volume's failure, with what its steps did before
+                v.fail(i, e)
+                break
+        return {'created_later': created_later}
+
+    def finish_step(self, v, i):
+        start = time.monotonic()
+        step, done, job = v.steps[i], v.done[i], v.diffs.pop(i, None)
+        if job is not None:
+            diff = job.result if job.done else self.differ.write(job)
+            done.update((k, diff.get(k)) for k in ('size', 'sha1', 'data_chunks', 'discard_chunks', 'checks'))
+            done['changed'] = diff['changed']
+        else:
+            done['changed'] = True  # check mode: the snapshot or the directory is still to be made
+        self.transfer_step(step, done, start)
+
+    def step_alone(self, v, i):
+        """A new snapshot after a resumed step, made now that the step before it is sent: lvdiff's whole
+        way (its own metadata snapshot and activation). Whether the snapshot was created."""
+        item, step = v.item, v.steps[i]
+        vg = item['vg']
+        lvs = self.lvm.lvs(vg) if not self.check else self.report[vg]
+        done = v.done[i] = {'snapshot': step['snapshot'], 'base': step['base'], 'dest': step['dest'],
+                            'remote': step['remote'], 'created': False, 'changed': False, 'size': None,
+                            'sha1': None, 'data_chunks': None, 'discard_chunks': None, 'checks': None,
+                            'bytes_sent': 0, 'resumed_from': 0, 'seconds': 0.0}
+        start = time.monotonic()
+        done['created'] = self.snapshot(item, step['snapshot'], lvs)
+        if done['created'] and not self.check:
+            lvs = self.lvm.lvs(vg)
+        directory = os.path.dirname(os.path.abspath(step['dest']))
+        if not os.path.isdir(directory) and not self.check:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        if step['snapshot'] in lvs and os.path.isdir(directory):
+            diff = self.differ.diff(self.diff_options(item, step), lvs)
             done.update((k, diff.get(k)) for k in ('size', 'sha1', 'data_chunks', 'discard_chunks', 'checks'))
             done['changed'] = diff['changed']
         else:
             done['changed'] = True
+        self.transfer_step(step, done, start)
+        return done['created'] and not self.check
+
+    def transfer_step(self, step, done, start):
         if step['remote'] and done['sha1'] is not None:
             sent = self.transfer(step, done['sha1'])
             done.update((k, sent[k]) for k in ('bytes_sent', 'resumed_from'))
@@ -383,10 +564,35 @@ class Sender:
             if not self.p['keep_diffs'] and not self.check:
                 _remove_own_file(step['dest'])
         done['changed'] = done['changed'] or done['created']
-        done['seconds'] = round(time.monotonic() - start, 3)
-        return done
+        done['seconds'] = round(done['seconds'] + time.monotonic() - start, 3)
 
-    def snapshot(self, item, name, lvs):
+    def deactivate(self):
+        """What this run activated (and the snapshots it created), inactive again: one lvchange per VG.
+        A failure here leaves volumes active, nothing worse: it is a warning."""
+        by_vg = {}
+        for vg, name in self.activated:
+            by_vg.setdefault(vg, []).append(name)
+        self.activated = []
+        for vg, names in sorted(by_vg.items()):
+            try:
+                self.lvm.set_active(vg, sorted(set(names)), False)
+            except LvdiffError as e:
+                self.module.warn('could not deactivate %s in %s: %s' % (', '.join(sorted(set(names))), vg, e.msg))
+
+    # -- one step's parts --
+
+    def lvs_of(self, item):
+        """{name: LV} of item's VG, as the run last read it."""
+        if item['vg'] not in self.report:
+            raise LvdiffError('volume group %s does not exist on this host' % item['vg'])
+        return self.report[item['vg']]
+
+    def diff_options(self, item, step):
+        return {'vg': item['vg'], 'lv': step['snapshot'], 'base': step['base'], 'dest': step['dest'],
+                'pairs': step['pairs'], 'checksum_level': self.p['checksum_level'], 'format': 'lvdiff',
+                'force': False}
+
+    def snapshot(self, item, name, lvs, active=False):
         """Whether the snapshot name of item's volume is to be made (and, unless in check mode, was made)."""
         vg, tags = item['vg'], [check_tag(t) for t in item['snapshot_tags']]
         have = lvs.get(check_name('snapshot', name))
@@ -399,7 +605,7 @@ class Sender:
         if item['lv'] not in lvs:
             raise LvdiffError('volume %s/%s does not exist' % (vg, item['lv']))
         if not self.check:
-            self.lvm.snapshot(vg, item['lv'], name, tags, read_only=True)
+            self.lvm.snapshot(vg, item['lv'], name, tags, read_only=True, active=active)
         return True
 
     def transfer(self, step, sha1):

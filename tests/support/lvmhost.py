@@ -6,11 +6,19 @@ import json
 import os
 import shutil
 
+from ansible_collections.lvdiff.thin.plugins.module_utils import _lvm
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError
 from ansible_collections.lvdiff.thin.tests.support.diffs import make_diff
 from ansible_collections.lvdiff.thin.tests.support.volumes import VolumePair
 
 CS = 4096
+
+
+def lvm_host(tmp_path, monkeypatch, vgs=('vg',)):
+    """An LvmHost whose device files are where _lvm looks for active volumes' devices."""
+    host = LvmHost(tmp_path, vgs)
+    monkeypatch.setattr(_lvm, 'DEV_DIR', str(host.dir))
+    return host
 
 
 class LvmHost:
@@ -39,7 +47,9 @@ class LvmHost:
             f.truncate(self.vgs[vg][name]['size'])
 
     def device(self, vg, name):
-        return str(self.dir / ('%s-%s' % (vg, name)))
+        """Where the volume's data is: DEV_DIR/VG/NAME with _lvm.DEV_DIR set to self.dir (see lvm_host)."""
+        (self.dir / vg).mkdir(exist_ok=True)
+        return str(self.dir / vg / name)
 
     def content(self, vg, name):
         with open(self.device(vg, name), 'rb') as f:
@@ -129,8 +139,13 @@ class LvmHost:
         return self.vgs[vg][name]
 
     def _lvchange(self, args):
-        opts, (target,) = self._opts(args)
-        lv = self._lv(target)
+        opts, targets = self._opts(args)
+        assert len(targets) == 1 or set(opts) <= {'--activate', '--ignoreactivationskip'}, args
+        for target in targets:
+            self._change(self._lv(target), opts)
+
+    @staticmethod
+    def _change(lv, opts):
         lv['tags'] = [t for t in lv['tags'] if t not in opts.get('--deltag', [])]
         lv['tags'] += [t for t in opts.get('--addtag', []) if t not in lv['tags']]
         if '--permission' in opts:

@@ -12,13 +12,13 @@ import pytest
 from ansible_collections.lvdiff.thin.plugins.module_utils import _lvm, _restore
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError, LvdiffError, Terminated
 
-from ansible_collections.lvdiff.thin.tests.support.lvmhost import LvmHost, chain
+from ansible_collections.lvdiff.thin.tests.support.lvmhost import chain, lvm_host
 
 
 @pytest.fixture
 def host(tmp_path, monkeypatch):
     monkeypatch.setattr(_restore, 'LOCK_DIR', str(tmp_path / 'run-lvdiff.thin'))
-    return LvmHost(tmp_path)
+    return lvm_host(tmp_path, monkeypatch)
 
 
 def lvm_of(host):
@@ -51,9 +51,15 @@ def test_an_incremental_replaces_the_inherited_identity_and_keeps_the_callers_ta
     assert tags == sorted(['rep', 'more', 'lvdiff_sha1:' + res['sha1'], 'lvdiff_origin:' + res['origin_uuid']])
     assert 'lvdiff_sha1:' + first['sha1'] not in tags
     assert host.content('vg', 'r2') == src
-    # one lvchange for our tags and the caller's missing ones (the inherited 'rep' is not added again)
+    # the source's identity and the caller's tags given by lvcreate, then one lvchange for the diff's tag,
+    # the inherited identity (this scripted LVM passes a snapshot its base's tags) and the final state
+    made = [c for c in host.changes() if c[0] == 'lvcreate' and 'r2-lvpatch-tmp' in c][0]
+    assert [made[i + 1] for i, a in enumerate(made) if a == '--addtag'] == [
+        'lvdiff_origin:' + res['origin_uuid'], 'rep', 'more']
     tag_calls = [c for c in host.changes() if c[0] == 'lvchange' and '--deltag' in c]
-    assert len(tag_calls) == 1 and tag_calls[0].count('--addtag') == 3
+    assert len(tag_calls) == 1 and tag_calls[0].count('--addtag') == 1 and '--permission' in tag_calls[0]
+    assert sorted(tag_calls[0][i + 1] for i, a in enumerate(tag_calls[0]) if a == '--deltag') == [
+        'lvdiff_origin:' + first['origin_uuid'], 'lvdiff_sha1:' + first['sha1']]
 
 
 def test_a_writable_active_volume_when_asked(tmp_path, host):

@@ -63,6 +63,7 @@ class FakeLvm:
 
     def snapshot(self, vg, base, name, tags=()):
         FakeLvm.calls.append(('snapshot', base, name))
+        FakeLvm.created_tags = list(tags)
 
     def remove(self, vg, name):
         FakeLvm.calls.append(('remove', name))
@@ -98,7 +99,10 @@ def target(tmp_path, monkeypatch):
     FakeLvm.others = {}
     FakeLvm.base_attr = 'Vwi-a-tz--'
     FakeLvm.size = pair.base_size
-    FakeLvm.device = str(tmp_path / 'device')
+    # the temporary volume's device, where _lvm looks for it
+    monkeypatch.setattr(_lvm, 'DEV_DIR', str(tmp_path / 'dev'))
+    FakeLvm.device = _lvm.device_path('vg', 'x' + _lvm.TMP_SUFFIX)
+    os.makedirs(os.path.dirname(FakeLvm.device))
     with open(FakeLvm.device, 'wb') as f:
         f.write(open(pair.base, 'rb').read())
     monkeypatch.setattr(lvpatch, 'Lvm', FakeLvm)
@@ -123,9 +127,11 @@ def test_success_renames_and_tags(target, run_module):
     rc, res = run_module(lvpatch, {'src': target, 'vg': 'vg', 'base': 'base', 'name': 'x'})
     assert rc == 0 and res['changed'] is True
     names = [c[0] for c in FakeLvm.calls]
-    assert names.index('tag') < names.index('rename') and 'remove' not in names
-    tag_call = [c for c in FakeLvm.calls if c[0] == 'tag'][0]
-    assert tag_call[1:3] == ('vg', 'x-lvpatch-tmp')
+    tag_call = [c for c in FakeLvm.calls if c[:3] == ('run', 'lvchange', '--addtag')][0]
+    assert tag_call[-1] == 'vg/x-lvpatch-tmp' and tag_call[3] == 'lvdiff_sha1:' + res['sha1']
+    assert FakeLvm.calls.index(tag_call) < names.index('rename') and 'remove' not in names
+    assert ('lvs', 'vg') not in FakeLvm.calls[FakeLvm.calls.index(('snapshot', 'base', 'x-lvpatch-tmp')):], \
+        'what lvcreate made is known without another lvs'
 
 
 ARGS = {'vg': 'vg', 'base': 'base', 'name': 'x'}
@@ -296,7 +302,8 @@ def test_the_new_volume_is_read_only_and_inactive_by_default(target, run_module)
     assert (res['permission'], res['active'], res['base_checked']) == ('r', False, True)
     assert res['sha1'] == sha1_of(target) and res['checks'] >= 1
     calls = changes()
-    finish = ('run', 'lvchange', '--permission', 'r', '--setactivationskip', 'y', 'vg/x-lvpatch-tmp')
+    finish = ('run', 'lvchange', '--addtag', 'lvdiff_sha1:' + res['sha1'], '--permission', 'r',
+              '--setactivationskip', 'y', 'vg/x-lvpatch-tmp')  # one lvchange: the diff's tag and the state
     # Its final state before it gets its name: a failure in between leaves only the temporary volume.
     assert calls.index(finish) < calls.index(('deactivate', 'x-lvpatch-tmp')) < calls.index(
         ('rename', 'vg', 'x-lvpatch-tmp', 'x'))
@@ -305,7 +312,8 @@ def test_the_new_volume_is_read_only_and_inactive_by_default(target, run_module)
 def test_the_new_volume_can_be_left_writable_and_active(target, run_module):
     rc, res = run_module(lvpatch, dict(ARGS, src=target, permission='rw', activate=True))
     assert rc == 0 and (res['permission'], res['active']) == ('rw', True)
-    assert not [c for c in changes() if c[0] in ('run', 'deactivate')]
+    assert [c for c in changes() if c[0] in ('run', 'deactivate')] == [
+        ('run', 'lvchange', '--addtag', 'lvdiff_sha1:' + res['sha1'], 'vg/x-lvpatch-tmp')]
 
 
 def test_a_diff_without_a_volume_name_asks_for_name(tmp_path, run_module):
@@ -355,8 +363,9 @@ def test_a_rerun_reads_the_diff_once(target, run_module, monkeypatch):
 def test_tags_go_with_ours_and_are_checked_first(target, run_module):
     rc, res = run_module(lvpatch, dict(ARGS, src=target, tags=['rep', 'of:V']))
     assert rc == 0
-    tag_call = [c for c in FakeLvm.calls if c[0] == 'tag'][0]
-    assert tag_call[3]['add'] == ['lvdiff_origin:SRC-UUID', 'lvdiff_sha1:' + res['sha1'], 'rep', 'of:V']
+    # the tags known before the data are given by lvcreate; the diff's own once it is applied
+    assert FakeLvm.created_tags == ['lvdiff_origin:SRC-UUID', 'rep', 'of:V']
+    assert [c for c in FakeLvm.calls if c[:3] == ('run', 'lvchange', '--addtag')][0][3] == 'lvdiff_sha1:' + res['sha1']
     FakeLvm.calls = []
     rc, res = run_module(lvpatch, dict(ARGS, src=target, name='y', tags=['ok', '--all']))
     assert rc == 1 and res['msg'].startswith("'--all' is not a valid LVM tag") and changes() == []

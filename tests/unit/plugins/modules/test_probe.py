@@ -115,6 +115,16 @@ def test_changes_since_the_newest_snapshot(world, run_module):
     assert world.reserved == ['pool', 'pool2'] and world.released == ['pool', 'pool2']
 
 
+def test_the_same_counts_with_any_number_of_jobs(world, run_module):
+    # jobs thin_delta runs at once on a pool's one metadata snapshot: each volume's numbers as one by one
+    runs = [run_module(probe, dict(volumes('data', 'same', 'fresh', 'other', 'data'), jobs=jobs))[1]['volumes']
+            for jobs in (1, 3)]
+    assert runs[0] == runs[1] and runs[0][0] == runs[0][4] and runs[0][0]['data_chunks']
+    assert world.reserved == world.released == ['pool', 'pool2'] * 2
+    rc, res = run_module(probe, dict(volumes('data'), jobs=0))
+    assert rc == 1 and res['msg'] == 'jobs must be at least 1, not 0'
+
+
 def test_same_content_other_size_is_a_change(world, run_module):
     world.rows[5]['lv_size'] = str(world.new + CS)  # 'same' grew by a chunk nobody wrote yet
     rc, res = run_module(probe, volumes('same'))

@@ -10,7 +10,7 @@ import pytest
 from ansible_collections.lvdiff.thin.plugins.module_utils import _restore
 from ansible_collections.lvdiff.thin.plugins.modules import receive
 
-from ansible_collections.lvdiff.thin.tests.support.lvmhost import LvmHost, chain
+from ansible_collections.lvdiff.thin.tests.support.lvmhost import lvm_host, chain
 
 TAGS = ['lvdiff_rep_replica', 'lvdiff_rep_of:V']
 REPLICA_ATTR = 'Vri---tz-k'
@@ -20,7 +20,7 @@ REPLICA_ATTR = 'Vri---tz-k'
 def env(tmp_path, monkeypatch):
     """(host with VGs vg and vg2, full diff, incremental diff, source content, base content)."""
     monkeypatch.setattr(_restore, 'LOCK_DIR', str(tmp_path / 'run-lvdiff.thin'))
-    host = LvmHost(tmp_path, vgs=('vg', 'vg2'))
+    host = lvm_host(tmp_path, monkeypatch, vgs=('vg', 'vg2'))
     monkeypatch.setattr(receive, 'Runner', lambda module: host)
     return (host,) + chain(tmp_path, host)
 
@@ -46,8 +46,11 @@ def test_two_volumes_in_one_run(env, run_module, jobs):
     # one lvs over both VGs at the start and at the end, and its rows returned
     lvs_calls = [c for c in host.calls if c[0] == 'lvs']
     assert host.calls[0][-2:] == ['vg', 'vg2'] and host.calls[-1][-2:] == ['vg', 'vg2'] and host.calls[-1][0] == 'lvs'
-    # and one per step for the temporary volume just made, one for a2 whose base a1 is new
-    assert len(lvs_calls) == 2 + 3 + 1
+    # and one for a2, whose base a1 is new; none for a temporary volume just made (lvcreate's is known)
+    assert len(lvs_calls) == 2 + 1
+    # the replicas deactivated at the end, one lvchange per VG
+    offs = [c for c in host.calls if c[:3] == ['lvchange', '--activate', 'n']]
+    assert offs == [['lvchange', '--activate', 'n', 'vg/a1', 'vg/a2'], ['lvchange', '--activate', 'n', 'vg2/b1']]
     assert sorted(r['lv_name'] for r in res['lvs']['vg']) == ['a1', 'a2', 'pool']
     a2 = [r for r in res['lvs']['vg'] if r['lv_name'] == 'a2'][0]
     assert (a2['lv_attr'], a2['pool_lv']) == (REPLICA_ATTR, 'pool')

@@ -8,14 +8,14 @@ import pytest
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import CommandError
 from ansible_collections.lvdiff.thin.plugins.modules import rotate
 
-from ansible_collections.lvdiff.thin.tests.support.lvmhost import LvmHost
+from ansible_collections.lvdiff.thin.tests.support.lvmhost import lvm_host
 
 TAG = 'lvdiff_rep_replica'
 
 
 @pytest.fixture
 def host(tmp_path, monkeypatch):
-    host = LvmHost(tmp_path, vgs=('vg', 'vg2'))
+    host = lvm_host(tmp_path, monkeypatch, vgs=('vg', 'vg2'))
     monkeypatch.setattr(rotate, 'Runner', lambda module: host)
     for vg, name, tags in (('vg', 'a', [TAG]), ('vg', 'b', [TAG, 'x']), ('vg', 'mine', []), ('vg2', 'c', [TAG])):
         host.add(vg, name, b'x' * 4096, tags=tags)

@@ -41,6 +41,7 @@ class ScriptedLvm(Runner):
         super().__init__()
         self.rows = rows
         self.calls = []
+        self.activations = []
         self.on_lvcreate = on_lvcreate
 
     def run(self, argv, check=True, data=None):
@@ -59,8 +60,16 @@ class ScriptedLvm(Runner):
             tags = [argv[i + 1] for i, a in enumerate(argv) if a == '--addtag']
             assert argv[1:4] == ['--snapshot', '--permission', 'r'], argv
             source = next(r for r in self.rows if r['lv_name'] == origin)
-            self.rows.append(dict(source, lv_name=name, lv_uuid='U-' + name, lv_attr='Vri---tz-k',
+            active = 'a' if '--ignoreactivationskip' in argv else '-'
+            self.rows.append(dict(source, lv_name=name, lv_uuid='U-' + name, lv_attr='Vri-%s-tz-k' % active,
                                   lv_tags=','.join(tags)))
+        if argv[0] == 'lvchange' and '--activate' in argv:
+            state = 'a' if argv[argv.index('--activate') + 1] == 'y' else '-'
+            names = [a.split('/')[1] for a in argv if a.startswith('vg/')]
+            for r in self.rows:
+                if r['lv_name'] in names:
+                    r['lv_attr'] = r['lv_attr'][:4] + state + r['lv_attr'][5:]
+            self.activations.append((state, names))
         return 0, '', ''
 
 
@@ -292,3 +301,43 @@ def test_every_returned_field_is_documented(world, run_module):
             assert not set(v) - fields, sorted(set(v) - fields)
             for s in v['steps']:
                 assert not set(s) - step_fields, sorted(set(s) - step_fields)
+
+
+def test_lvm_commands_do_not_grow_with_the_volumes(world, run_module):
+    """All volumes' snapshots are made, then one lvs, one lvchange activating every base, one deactivating
+    what the run activated (and the new snapshots), one lvs for the result: LVM commands beyond the
+    lvcreates do not grow with the number of volumes."""
+    for n in (1, 3):
+        world.runner.calls[:] = []
+        world.runner.activations[:] = []
+        vols = [vol(world, 'vol', [step(world, 'vol-rep-%d' % (10 * n + k), 'vol-rep-1', remote=False)])
+                for k in range(n)]
+        rc, res = run_module(send, args(world, *vols))
+        assert [v['failed'] for v in res['volumes']] == [False] * n, res
+        assert sorted(world.runner.calls) == sorted(['lvs'] * 3 + ['lvcreate'] * n + ['lvchange'] * 2), n
+        assert world.runner.activations == [('a', ['vol-rep-1']),
+                                            ('-', sorted(['vol-rep-1'] + ['vol-rep-%d' % (10 * n + k) for k in range(n)]))]
+        assert all(r['lv_attr'][4] == '-' for r in world.rows if r['lv_name'].startswith('vol-rep-'))
+        names = set(r['lv_name'] for r in res['lvs']['vg'])
+        assert set('vol-rep-%d' % (10 * n + k) for k in range(n)) <= names, 'the result has the new snapshots'
+
+
+def test_a_new_snapshot_after_a_resumed_step_waits_for_it(world, run_module, monkeypatch):
+    """A step still to be sent (its snapshot exists), then a new snapshot against it: the new one is made only
+    once the first is sent; if that transfer fails, no new snapshot is made (the chain stays one step long)."""
+    world.rows.append(row('vol-rep-2', 2, os.path.getsize(world.img[2]), world.img[2], 'Vri---tz-k', TAGS))
+    steps = [step(world, 'vol-rep-2', 'vol-rep-1', create=False), step(world, 'vol-rep-3', 'vol-rep-2')]
+    real = _transfer.transfer
+
+    def failing(source, target, dest, **kw):
+        raise LvdiffError('transfer interrupted: kept for the next run')
+    monkeypatch.setattr(_transfer, 'transfer', failing)
+    rc, res = run_module(send, args(world, vol(world, steps=steps)))
+    v = res['volumes'][0]
+    assert v['failed'] is True and v['steps'] == [] and 'lvcreate' not in world.runner.calls, v
+    monkeypatch.setattr(_transfer, 'transfer', real)
+    rc, res = run_module(send, args(world, vol(world, steps=steps)))
+    v = res['volumes'][0]
+    assert v['failed'] is False and [s['created'] for s in v['steps']] == [False, True], v
+    assert v['steps'][1]['sha1'] == sha1(v['steps'][1]['remote'])
+    assert all(r['lv_attr'][4] == '-' for r in world.rows if r['lv_name'].startswith('vol-rep-'))

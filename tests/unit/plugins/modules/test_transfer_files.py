@@ -107,7 +107,11 @@ def test_src_or_files_is_required(hosts, run_module):
 
 def test_every_returned_field_is_documented(hosts, files, run_module, tmp_path):
     doc = yaml.safe_load(transfer.RETURN)
-    fields = set(doc['files']['contains'])
+    # files[] documents its own keys, and says a file has a single file's keys (those returned with src) too
+    single = set(k for k, v in doc.items() if v['returned'].startswith('with O(src)'))
+    assert single == {'dest_file', 'size', 'sha1', 'bytes_sent', 'resumed_from', 'bytes_to_send', 'seconds'}
+    assert all('RV(%s)' % k in ' '.join(doc['files']['description']) for k in single - {'dest_file', 'seconds'})
+    fields = set(doc['files']['contains']) | single
     for check_mode in (True, False, False):
         rc, res = run_module(transfer, args(files + [dict(files[0], src=str(tmp_path / 'missing'))]),
                              check_mode=check_mode)
