@@ -315,8 +315,8 @@ def test_lvm_commands_do_not_grow_with_the_volumes(world, run_module):
         rc, res = run_module(send, args(world, *vols))
         assert [v['failed'] for v in res['volumes']] == [False] * n, res
         assert sorted(world.runner.calls) == sorted(['lvs'] * 3 + ['lvcreate'] * n + ['lvchange'] * 2), n
-        assert world.runner.activations == [('a', ['vol-rep-1']),
-                                            ('-', sorted(['vol-rep-1'] + ['vol-rep-%d' % (10 * n + k) for k in range(n)]))]
+        made = ['vol-rep-%d' % (10 * n + k) for k in range(n)]
+        assert world.runner.activations == [('a', ['vol-rep-1']), ('-', sorted(['vol-rep-1'] + made))]
         assert all(r['lv_attr'][4] == '-' for r in world.rows if r['lv_name'].startswith('vol-rep-'))
         names = set(r['lv_name'] for r in res['lvs']['vg'])
         assert set('vol-rep-%d' % (10 * n + k) for k in range(n)) <= names, 'the result has the new snapshots'
