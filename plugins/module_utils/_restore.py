@@ -110,6 +110,16 @@ def _restore(lvm, reader, src, t, check_mode, lvs):
             result['base_checked'] = True
         return result
 
+    summary = _build(lvm, reader, t, base, pool, lvs)
+    result.update(sha1=summary['sha1'], base_checked=base is not None and t['base_check'],
+                  **_counts(summary, header))
+    return result
+
+
+def _build(lvm, reader, t, base, pool, lvs):
+    """The new volume: the temporary volume made, the diff applied, its final state, its name. The
+    summary of the diff applied."""
+    vg, name, header = t['vg'], t['name'], reader.header
     # Tags known before the data are given by the lvcreate; the diff's own tag and the final state by one
     # lvchange once the data is in (a snapshot may inherit its base's tags on some LVM versions: those of
     # ours go then); deactivated at once, or with the caller's others (t['later']) after the rename.
@@ -141,9 +151,7 @@ def _restore(lvm, reader, src, t, check_mode, lvs):
                remove=[tag for tag in inherited if tag not in early and tag != mark])
     if later:
         t['later'].append(name)
-    result.update(sha1=summary['sha1'], base_checked=base is not None and t['base_check'],
-                  **_counts(summary, header))
-    return result
+    return summary
 
 
 def _existing(lvm, reader, existing, t, check_mode, result):

@@ -206,6 +206,34 @@ def _each(items, work):
             item['result'] = _batch.failure(e)
 
 
+def _count_pools(runner, items, jobs):
+    """_count for each item, jobs at once, on one metadata snapshot per pool. A termination stops the whole
+    run, once the snapshots are released."""
+    pools = {}  # one metadata snapshot per pool, for all of its volumes
+    for item in items:
+        pools.setdefault((item['vg'], item['lv_'].pool), []).append(item)
+    stop = threading.Event()
+    with _batch.stop_on_signal(stop):
+        for (vg, pool), group in sorted(pools.items()):
+            try:
+                with _thinmeta.MetadataSnapshot(runner, vg, pool) as meta:
+                    def count(item):
+                        if stop.is_set():
+                            raise LvdiffError('not done: the run was terminated')
+                        _count(runner, meta.tmeta, item['result'], item['lv_'], item['since_'], item['pool_'])
+                        return {}
+                    for item, r in zip(group, _batch.each(group, count, jobs)):
+                        if r['failed']:
+                            item['result'] = r
+            except Terminated:
+                raise
+            except Exception as e:  # reserving (or releasing) failed: every volume of the pool
+                for item in group:
+                    item['result'] = _batch.failure(e)
+    if stop.is_set():  # a termination stops the whole run; the metadata snapshots were released
+        raise Terminated('terminated by a signal; the metadata snapshots were released')
+
+
 def run(module):
     items = [{'vg': v['vg'], 'lv': v['lv']} for v in module.params['volumes']]
     if module.params['jobs'] < 1:
@@ -226,30 +254,7 @@ def run(module):
         item['result'], item['lv_'], item['since_'], item['pool_'] = _volume(report, parsed, item)
     _each(items, prepare)
 
-    pools = {}  # one metadata snapshot per pool, for all of its volumes
-    for item in items:
-        if 'failed' not in item['result']:
-            pools.setdefault((item['vg'], item['lv_'].pool), []).append(item)
-    stop = threading.Event()
-    with _batch.stop_on_signal(stop):
-        for (vg, pool), group in sorted(pools.items()):
-            try:
-                with _thinmeta.MetadataSnapshot(runner, vg, pool) as meta:
-                    def count(item):
-                        if stop.is_set():
-                            raise LvdiffError('not done: the run was terminated')
-                        _count(runner, meta.tmeta, item['result'], item['lv_'], item['since_'], item['pool_'])
-                        return {}
-                    for item, r in zip(group, _batch.each(group, count, module.params['jobs'])):
-                        if r['failed']:
-                            item['result'] = r
-            except Terminated:
-                raise
-            except Exception as e:  # reserving (or releasing) failed: every volume of the pool
-                for item in group:
-                    item['result'] = _batch.failure(e)
-    if stop.is_set():  # a termination stops the whole run; the metadata snapshots were released
-        raise Terminated('terminated by a signal; the metadata snapshots were released')
+    _count_pools(runner, [item for item in items if 'failed' not in item['result']], module.params['jobs'])
 
     volumes = []
     for item in items:
