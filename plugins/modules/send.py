@@ -162,10 +162,8 @@ lvs:
       included). Read again only when the run created or activated volumes; otherwise the run's first C(lvs).
   returned: always
   type: dict
-  sample: {vg0: [{lv_name: data, vg_name: vg0, lv_uuid: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC,
-                  lv_attr: Vwi-a-tz--, lv_tags: '', lv_size: '10737418240', pool_lv: pool, thin_id: '1'}]}
 volumes:
-  description: One result per item of O(volumes), in the same order.
+  description: One result per item of O(volumes), in the same order: the steps done, or why not.
   returned: always
   type: list
   elements: dict
