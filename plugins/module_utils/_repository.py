@@ -30,6 +30,7 @@ root is opened, a directory may hold at most MAX_ENTRIES entries, and a scan rea
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import io
@@ -530,36 +531,69 @@ def _check_link(bid, header, before):
                           '%d-byte chunks' % (bid, header.chunk_size, prev_id, prev.chunk_size))
 
 
+@contextlib.contextmanager
+def _named(bid):
+    """Errors of reading the file bid, for the operator: '<id>: <reason>'."""
+    try:
+        yield
+    except LvdiffError as e:
+        if e.msg.startswith(bid + ': '):
+            raise
+        raise LvdiffError('%s: %s' % (bid, e.msg))
+    except OSError as e:
+        raise LvdiffError('%s: cannot read: %s' % (bid, e.strerror))
+
+
+@contextlib.contextmanager
+def _reading(root_fd, backup):
+    """A reader of backup's file below root_fd, proved to be the file scanned (inode, size, header)
+    before the block reads a record; errors of the block are the caller's to name."""
+    bid = backup['id']
+    with _open_backup(root_fd, bid) as raw:
+        with _named(bid):
+            _check_same_file(backup, os.fstat(raw.fileno()))
+            reader = open_reader(raw)
+        with reader:
+            with _named(bid):
+                _check_same_header(backup, reader.header)
+            yield reader
+
+
+@contextlib.contextmanager
+def open_backup(root, backup):
+    """A reader of backup's file (resolve's dict) below root, to apply what verify_chain verified: opened
+    as verify_chain opens it (no symlink followed, the file scanned). Errors of opening it and of its
+    header are named '<id>: <reason>'; those of the block are the caller's."""
+    root_fd = _open_root(root)
+    try:
+        with _reading(root_fd, backup) as reader:
+            yield reader
+    finally:
+        os.close(root_fd)
+
+
 def verify_chain(root, chain):
     """Read every file of chain (resolve's) whole and verify it, before anything is applied: each
     the file scanned (inode, size, header), each link checked again from the headers read. The
     first bad file is named: '<id>: <reason>'. Returns {'bytes': total file bytes, 'files': n,
-    'sha1s': [sha1 of each file]}."""
+    'sha1s': [sha1 of each file], 'summaries': [_diffio's summary of each file, without its header]}."""
     if not chain:
         raise LvdiffError('an empty chain: nothing to verify')
     root_fd = _open_root(root)
-    done = {'bytes': 0, 'files': 0, 'sha1s': []}
+    done = {'bytes': 0, 'files': 0, 'sha1s': [], 'summaries': []}
     before = None
     try:
         for backup in chain:
             bid = backup['id']
-            with _open_backup(root_fd, bid) as raw:
-                _check_same_file(backup, os.fstat(raw.fileno()))
-                try:
-                    with open_reader(raw) as reader:
-                        _check_same_header(backup, reader.header)
-                        _check_link(bid, reader.header, before)
-                        checked = verify(reader)
-                except LvdiffError as e:
-                    if e.msg.startswith(bid + ': '):
-                        raise
-                    raise LvdiffError('%s: %s' % (bid, e.msg))
-                except OSError as e:
-                    raise LvdiffError('%s: cannot read: %s' % (bid, e.strerror))
+            with _reading(root_fd, backup) as reader:
+                with _named(bid):
+                    _check_link(bid, reader.header, before)
+                    checked = verify(reader)
             before = (bid, reader.header)
             done['bytes'] += checked['size']
             done['files'] += 1
             done['sha1s'].append(checked['sha1'])
+            done['summaries'].append(dict((k, v) for k, v in checked.items() if k != 'header'))
     finally:
         os.close(root_fd)
     return done

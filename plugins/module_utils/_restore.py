@@ -3,15 +3,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""Make a volume from a diff: what lvpatch does, shared by lvpatch and receive. And the final state of
-a replica (finish), which lvpatch gives its new volume and receive gives replicas left unfinished."""
+"""Make a volume from a diff: what lvpatch does, shared by lvpatch and receive; or from a backup
+repository's chain of diffs in one go (patch_chain: restore's core). And the final state of a replica
+(finish), which lvpatch gives its new volume and receive gives replicas left unfinished."""
 
 from __future__ import annotations
 
 import os
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _lock
-from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMismatchError, LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _lock, _repository
+from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMismatchError, FormatError, LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
     LV, TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, check_name, check_name_length, check_tag, device_path, pool_in, thin_in)
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import ceil_div
@@ -47,12 +48,33 @@ def patch(lvm, src, vg, name=None, base=None, pool=None, base_check=True, final=
             return _restore(lvm, reader, src, target, check_mode, lvs)
 
 
+def patch_chain(lvm, root, chain, vg, name, pool, tags=(), final=None, check_mode=False):
+    """Make vg/name in pool from a chain of the backup repository root (_repository.resolve's, the full
+    image first) in one temporary volume: each incremental applied onto what the files before it made,
+    so that its base checks run against that state. Under name's lock (none in check mode), the target
+    checked and every file of the chain verified before anything is created. restore's result. final:
+    REPLICA's keys, the new volume's state; tags: added to it besides ours. An existing name made from the
+    chain's newest file gets its missing tags; anything else existing is refused."""
+    if not chain:
+        raise LvdiffError('an empty chain: nothing to restore')
+    check_name('volume', name)
+    check_name('volume group', vg)
+    check_name('thin pool', pool)
+    check_name_length(vg, name + TMP_SUFFIX, 'temporary volume')
+    target = dict(REPLICA if final is None else final, vg=vg, name=name, pool=pool, base_check=True,
+                  tags=[check_tag(t) for t in tags], refinish=False, later=None)
+    if check_mode:
+        return _restore_chain(lvm, root, chain, target, check_mode)
+    with lock(vg, name):
+        return _restore_chain(lvm, root, chain, target, check_mode)
+
+
 def verify(src):
     """Check mode, for a diff whose base an earlier step would make: the whole file read and verified,
     patch's counts."""
     with _diffio.open_diff(src) as reader:
         summary = _diffio.verify(reader)
-        return dict(changed=True, sha1=summary['sha1'], **_counts(summary, reader.header))
+        return dict(changed=True, sha1=summary['sha1'], **_counts(summary, reader.header.chunk_size))
 
 
 def lock(vg, name):
@@ -72,7 +94,10 @@ def _restore(lvm, reader, src, t, check_mode, lvs):
               'permission': t['permission'], 'active': t['activate'], 'base_checked': False}
 
     if name in lvs:
-        return _existing(lvm, reader, lvs[name], t, check_mode, result)
+        summary = _diffio.verify(reader)
+        _refuse_foreign(vg, lvs[name], 'this diff', summary['sha1'])
+        result.update(sha1=summary['sha1'], **_counts(summary, header.chunk_size))
+        return _existing(lvm, lvs[name], t, check_mode, result)
 
     if header.incremental:
         if not t['base']:
@@ -103,35 +128,95 @@ def _restore(lvm, reader, src, t, check_mode, lvs):
 
     if check_mode:
         summary = _diffio.verify(reader)
-        result.update(sha1=summary['sha1'], **_counts(summary, header))
+        result.update(sha1=summary['sha1'], **_counts(summary, header.chunk_size))
         # Check mode activates nothing (as lvdiff): an inactive base cannot be read.
         if base is not None and t['base_check'] and base.active:
             _check_base_only(src, base)
             result['base_checked'] = True
         return result
 
-    summary = _build(lvm, reader, t, base, pool, lvs)
+    summary = _build(lvm, t, base, pool, lvs, header.volume['uuid'], header.volume['size'],
+                     lambda made, size: _patch_onto(lvm, reader, made, size, t['base_check'], pool.chunk_size)[0])
     result.update(sha1=summary['sha1'], base_checked=base is not None and t['base_check'],
-                  **_counts(summary, header))
+                  **_counts(summary, header.chunk_size))
     return result
 
 
-def _build(lvm, reader, t, base, pool, lvs):
-    """The new volume: the temporary volume made, the diff applied, its final state, its name. The
-    summary of the diff applied."""
-    vg, name, header = t['vg'], t['name'], reader.header
+def _restore_chain(lvm, root, chain, t, check_mode):
+    vg, name, newest = t['vg'], t['name'], chain[-1]
+    lvs = lvm.lvs(vg)
+    result = {'changed': True, 'name': name, 'path': '/dev/%s/%s' % (vg, name),
+              'chain': [dict((k, b[k]) for k in ('id', 'created', 'full', 'file_size')) for b in chain],
+              'origin_uuid': newest['volume_uuid'], 'volume_size': newest['volume_size'],
+              'permission': t['permission'], 'active': t['activate']}
+    existing = lvs.get(name)
+    if existing is None:
+        pool = _chain_pool(lvs, vg, t['pool'], chain)  # the quick refusals before the long read
+    verified = _repository.verify_chain(root, chain)
+    sha1 = verified['sha1s'][-1]
+    result.update(sha1=sha1, bytes=verified['bytes'], **_chain_counts(verified['summaries'], chain[0]['chunk_size']))
+    if existing is not None:
+        _refuse_foreign(vg, existing, newest['id'], sha1, newest['volume_uuid'])
+        return _existing(lvm, existing, t, check_mode, result)
+    if check_mode:
+        return result
+    _build(lvm, t, None, pool, lvs, newest['volume_uuid'], chain[0]['volume_size'],
+           lambda made, size: _apply_chain(lvm, root, chain, verified['sha1s'], pool.chunk_size, made, size))
+    return result
+
+
+def _chain_pool(lvs, vg, name, chain):
+    """The thin pool vg/name, if the chain can be restored in it: its chunk size, vg's extents, its space."""
+    pool = pool_in(lvs, vg, name)
+    if pool.chunk_size != chain[0]['chunk_size']:
+        raise LvdiffError('chunk size mismatch: the chain was made on a pool with %d KiB chunks, thin pool %s/%s '
+                          'has %d KiB chunks; restore into a pool with %d KiB chunks'
+                          % (chain[0]['chunk_size'] // 1024, vg, name, pool.chunk_size // 1024,
+                             chain[0]['chunk_size'] // 1024))
+    for backup in chain:  # every size the temporary volume takes
+        if backup['volume_size'] % pool.extent_size:
+            raise LvdiffError('%s: the volume size %d is not a multiple of volume group %s\'s extent size %d'
+                              % (backup['id'], backup['volume_size'], vg, pool.extent_size))
+    # One volume, not shared: rewriting a chunk it already maps takes no new space.
+    needed = min(sum(b['file_size'] for b in chain), max(b['volume_size'] for b in chain))
+    if pool.free_bytes < needed:
+        raise LvdiffError('thin pool %s/%s has %d bytes free, the chain may need up to %d; extend the pool'
+                          % (vg, name, pool.free_bytes, needed))
+    return pool
+
+
+def _apply_chain(lvm, root, chain, sha1s, chunk_size, made, size):
+    """Apply every file of chain in order onto the temporary volume made; the newest file's summary."""
+    for backup, sha1 in zip(chain, sha1s):
+        with _repository.open_backup(root, backup) as reader:
+            try:
+                summary, size = _patch_onto(lvm, reader, made, size, True, chunk_size)
+            except (FormatError, BaseMismatchError) as e:
+                raise type(e)('%s: %s' % (backup['id'], e.msg))
+        # Rewritten in place since verify_chain read it: what was applied is not what was verified.
+        if summary['sha1'] != sha1:
+            raise LvdiffError('%s: changed since it was verified (SHA-1 %s then, %s now); nothing was kept'
+                              % (backup['id'], sha1, summary['sha1']))
+    return summary
+
+
+def _build(lvm, t, base, pool, lvs, origin_uuid, size, fill):
+    """The new volume: the temporary volume made (a snapshot of base, or size bytes in pool), filled by
+    fill(made, its size) - which returns the summary of the last diff it applied -, its final state, its
+    name. That summary."""
+    vg, name = t['vg'], t['name']
     # Tags known before the data are given by the lvcreate; the diff's own tag and the final state by one
     # lvchange once the data is in (a snapshot may inherit its base's tags on some LVM versions: those of
     # ours go then); deactivated at once, or with the caller's others (t['later']) after the rename.
-    early = [TAG_ORIGIN + header.volume['uuid']] + list(t['tags'])
+    early = [TAG_ORIGIN + origin_uuid] + list(t['tags'])
     later = [] if t['later'] is not None else None
     with lvm.scratch_volume(vg, name, lvs) as tmp:
         if base is not None:
             lvm.snapshot(vg, base.name, tmp, tags=early)
             size, inherited = base.size, [tag for tag in base.tags if tag.startswith((TAG_ORIGIN, TAG_DIFF))]
         else:
-            lvm.create_thin(vg, pool.name, tmp, header.volume['size'], tags=early)
-            size, inherited = header.volume['size'], []
+            lvm.create_thin(vg, pool.name, tmp, size, tags=early)
+            inherited = []
         # What lvcreate made, without another lvs: writable, active (unless LVM's activation settings kept
         # it inactive: then it is looked up and activated), with our early tags.
         made = LV({'lv_name': tmp, 'vg_name': vg, 'pool_lv': pool.name, 'lv_uuid': '', 'lv_size': str(size),
@@ -140,11 +225,7 @@ def _build(lvm, reader, t, base, pool, lvs):
         if not os.path.exists(made.path):
             made = lvm.lvs(vg)[tmp]
             lvm.activate(made)
-        if header.volume['size'] > size:
-            lvm.resize(vg, tmp, header.volume['size'])
-        summary = _apply(reader, made.path, t['base_check'], pool.chunk_size)
-        if header.volume['size'] < size:
-            lvm.resize(vg, tmp, header.volume['size'])
+        summary = fill(made, size)
         mark = TAG_DIFF + summary['sha1']
         # Its final state before it gets its name: a failure in between leaves only the temporary volume.
         finish(lvm, made, [mark], permission=t['permission'], activate=t['activate'], later=later,
@@ -154,22 +235,43 @@ def _build(lvm, reader, t, base, pool, lvs):
     return summary
 
 
-def _existing(lvm, reader, existing, t, check_mode, result):
-    """vg/name exists: only this very diff may already have made it; anything else is someone's data."""
-    summary = _diffio.verify(reader)
+def _patch_onto(lvm, reader, made, size, base_check, chunk_size):
+    """Apply reader's diff onto the temporary volume made, now size bytes, resized to the diff's volume
+    size (grown before the writes, shrunk after them). (The summary of the diff, the new size.)"""
+    wanted = reader.header.volume['size']
+    if wanted > size:
+        lvm.resize(made.vg, made.name, wanted)
+    summary = _apply(reader, made.path, base_check, chunk_size)
+    if wanted < size:
+        lvm.resize(made.vg, made.name, wanted)
+    return summary, wanted
+
+
+def _refuse_foreign(vg, existing, source, sha1, origin=None):
+    """vg/name exists: only the diff file source (its sha1, its volume's uuid origin if given) may already
+    have made it; anything else is someone's data."""
     made_by = existing.tag_value(TAG_DIFF)
-    if made_by != summary['sha1']:
-        raise LvdiffError('volume %s/%s already exists and was not made from this diff (%s); '
+    if made_by != sha1:
+        raise LvdiffError('volume %s/%s already exists and was not made from %s (%s); '
                           'choose another name or remove it'
-                          % (t['vg'], existing.name, 'it has no tag %s' % TAG_DIFF if made_by is None
+                          % (vg, existing.name, source, 'it has no tag %s' % TAG_DIFF if made_by is None
                              else 'its tag is %s%s' % (TAG_DIFF, made_by)))
+    of = existing.tag_value(TAG_ORIGIN)
+    if origin is not None and of != origin:
+        raise LvdiffError('volume %s/%s already exists and was not made from %s (%s%s%s); '
+                          'choose another name or remove it'
+                          % (vg, existing.name, source, 'it has no tag ' if of is None
+                             else 'its tag is %s%s, not ' % (TAG_ORIGIN, of), TAG_ORIGIN, origin))
+
+
+def _existing(lvm, existing, t, check_mode, result):
+    """vg/name exists and was made from what the caller restores: it gets the tags it lacks."""
     # Permission and activation are for the volume this module makes, unless refinish says otherwise.
     state = dict(permission=t['permission'], activate=t['activate']) if t['refinish'] else {}
     changed = finish(lvm, existing, t['tags'], check_mode=check_mode, later=t['later'], **state)
-    result.update(changed=changed, path=existing.path, sha1=summary['sha1'],
+    result.update(changed=changed, path=existing.path,
                   permission=t['permission'] if state else ('r' if existing.read_only else 'rw'),
-                  active=t['activate'] if state else existing.active,
-                  **_counts(summary, reader.header))
+                  active=t['activate'] if state else existing.active)
     return result
 
 
@@ -218,6 +320,14 @@ def _apply(reader, device, base_check, chunk_size):
     return summary
 
 
+def _chain_counts(summaries, cs):
+    totals = {'data_chunks': 0, 'discard_chunks': 0, 'checks': 0}
+    for summary in summaries:
+        for key, n in _counts(summary, cs).items():
+            totals[key] += n
+    return totals
+
+
 def _check_base_only(src, base):
     """Check mode: run the diff's base checks against the active base, read-only."""
     try:
@@ -231,8 +341,7 @@ def _check_base_only(src, base):
         os.close(fd)
 
 
-def _counts(summary, header):
-    cs = header.chunk_size
+def _counts(summary, cs):
     return {'data_chunks': ceil_div(summary['data_bytes'], cs),
             'discard_chunks': ceil_div(summary['discard_bytes'], cs),
             'checks': summary['records'].get('check', 0)}

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _repository
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _repository
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._repository import (
     backup_path, link, resolve, scan, verify_chain)
@@ -388,7 +388,15 @@ def test_verify_chain_reads_every_file_whole(repo):
     chain = resolve(scan(repo)['volumes'][VOL], rel(VOL, 'C'))
     paths = [os.path.join(repo, rel(VOL, x)) for x in 'ABC']
     assert verify_chain(repo, chain) == {'bytes': sum(os.path.getsize(p) for p in paths), 'files': 3,
-                                         'sha1s': [sha1_file(p) for p in paths]}
+                                         'sha1s': [sha1_file(p) for p in paths],
+                                         'summaries': [summary_of(p) for p in paths]}
+
+
+def summary_of(path):
+    with _diffio.open_diff(path) as reader:
+        summary = _diffio.verify(reader)
+    del summary['header']
+    return summary
 
 
 def test_a_copied_repository_resolves_and_verifies_the_same(repo, tmp_path):
