@@ -35,6 +35,7 @@ attributes:
         O(base). The base's content is checked only when O(base) is active (RV(base_checked)).
 extends_documentation_fragment:
   - lvdiff.thin.attributes
+  - lvdiff.thin.new_volume
   - lvdiff.thin.attributes.THIN_TOOLS
 options:
   src:
@@ -63,28 +64,6 @@ options:
         C(--no-base-check); the identity check on the base's C(lvdiff_origin) tag still applies.
     type: bool
     default: true
-  permission:
-    description:
-      - Permission of the new volume. V(r), read-only, keeps it fit as the base of the next diff of its chain;
-        V(rw) makes it writable.
-    type: str
-    choices: [r, rw]
-    default: r
-  activate:
-    description:
-      - V(false) leaves the new volume inactive with the activation skip flag set, so that it stays inactive
-        across reboots (activate it with C(lvchange -ay -K)).
-      - V(true) leaves it active, without the activation skip flag.
-    type: bool
-    default: false
-  tags:
-    description:
-      - LVM tags to add to the new volume, besides its own C(lvdiff_origin:) and C(lvdiff_sha1:). An existing
-        volume made from this very diff gets those it lacks (RV(ignore:changed=true)).
-      - Each of letters, digits and C(_+.:=!#&/-), not starting with C(-), up to 1024 characters.
-    type: list
-    elements: str
-    default: []
 notes:
   - Idempotence. If O(name) exists and carries the tag C(lvdiff_sha1:) of this very file, only the O(tags) it
     lacks are added (RV(ignore:changed=false) when it has them all), and O(permission) and O(activate) are not

@@ -34,6 +34,7 @@ attributes:
         RV(chain) and RV(bytes) are what a run would apply.
 extends_documentation_fragment:
   - lvdiff.thin.attributes
+  - lvdiff.thin.new_volume
   - lvdiff.thin.attributes.THIN_TOOLS
 options:
   repository:
@@ -78,28 +79,6 @@ options:
     description: Thin pool of O(vg) to create the volume in. Its chunk size must be the backups'.
     type: str
     required: true
-  permission:
-    description:
-      - Permission of the new volume. V(r), read-only, keeps it fit as the base of the chain's next backup (with
-        M(lvdiff.thin.lvpatch)); V(rw) makes it writable.
-    type: str
-    choices: [r, rw]
-    default: r
-  activate:
-    description:
-      - V(false) leaves the new volume inactive with the activation skip flag set (activate it with
-        C(lvchange -ay -K)).
-      - V(true) leaves it active, without the activation skip flag.
-    type: bool
-    default: false
-  tags:
-    description:
-      - LVM tags to add to the new volume, besides its own C(lvdiff_origin:) and C(lvdiff_sha1:). An existing
-        volume restored from the same backup gets those it lacks (RV(ignore:changed=true)).
-      - Each of letters, digits and C(_+.:=!#&/-), not starting with C(-), up to 1024 characters.
-    type: list
-    elements: str
-    default: []
 notes:
   - Idempotence. If O(name) exists and carries the tags C(lvdiff_sha1:) and C(lvdiff_origin:) of the newest backup
     of the chain, only the O(tags) it lacks are added (RV(ignore:changed=false) when it has them all), and

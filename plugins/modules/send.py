@@ -163,7 +163,7 @@ lvs:
   returned: always
   type: dict
 volumes:
-  description: One result per item of O(volumes), in the same order: the steps done, or why not.
+  description: One result per item of O(volumes), in the same order (the steps done, or why not).
   returned: always
   type: list
   elements: dict

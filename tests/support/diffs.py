@@ -84,3 +84,18 @@ def lvdiff_bytes(recs, preamble=None, fix_trailer=True, body_len=None):
         head = _format._HEAD.pack(rtype, flags, reserved, len(body), offset, length)
         out += head + body + _format._CRC.pack(zlib.crc32(body, zlib.crc32(head)))
     return bytes(out)
+
+
+def flip_first_data_byte(path):
+    """Flip the first byte of the first DATA record's body of the lvdiff file path: (its record index, file
+    offset, volume offset, length)."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    pos = 12  # the preamble
+    for index, (rtype, flags, reserved, offset, length, body) in enumerate(lvdiff_records(data)):
+        if rtype == ord('D'):
+            with open(path, 'r+b') as f:
+                f.seek(pos + 24)
+                f.write(bytes([data[pos + 24] ^ 0x40]))
+            return index, pos, offset, length
+        pos += 24 + len(body) + 4

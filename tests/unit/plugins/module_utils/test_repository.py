@@ -18,7 +18,8 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffE
 from ansible_collections.lvdiff.thin.plugins.module_utils._repository import (
     backup_path, link, resolve, scan, verify_chain)
 
-from ansible_collections.lvdiff.thin.tests.support.diffs import lvdiff_bytes, lvdiff_records, make_diff
+from ansible_collections.lvdiff.thin.tests.support.diffs import (
+    flip_first_data_byte, lvdiff_bytes, lvdiff_records, make_diff)
 from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair
 
 VOL = ('web1', 'vg0', 'data')
@@ -411,20 +412,6 @@ def test_a_copied_repository_resolves_and_verifies_the_same(repo, tmp_path):
         assert ids(chain) == ids(resolve(here['volumes'][VOL], point))
         assert verify_chain(copy, chain) == verify_chain(repo, resolve(here['volumes'][VOL], point))
 
-
-def flip_first_data_byte(path):
-    """Flip the first byte of the first DATA record's body: (its record index, file offset, volume
-    offset, length)."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    pos = 12  # the preamble
-    for index, (rtype, flags, reserved, offset, length, body) in enumerate(lvdiff_records(data)):
-        if rtype == ord('D'):
-            with open(path, 'r+b') as f:
-                f.seek(pos + 24)
-                f.write(bytes([data[pos + 24] ^ 0x40]))
-            return index, pos, offset, length
-        pos += 24 + len(body) + 4
 
 
 def test_verify_chain_names_a_corrupt_file(repo):

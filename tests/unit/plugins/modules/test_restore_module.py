@@ -16,7 +16,8 @@ import yaml
 from ansible_collections.lvdiff.thin.plugins.module_utils import _repository, _restore
 from ansible_collections.lvdiff.thin.plugins.modules import restore
 
-from ansible_collections.lvdiff.thin.tests.support.diffs import lvdiff_bytes, lvdiff_records, make_diff
+from ansible_collections.lvdiff.thin.tests.support.diffs import (
+    flip_first_data_byte, lvdiff_bytes, lvdiff_records, make_diff)
 from ansible_collections.lvdiff.thin.tests.support.lvmhost import lvm_host
 from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair
 
@@ -173,19 +174,6 @@ def test_an_existing_volume_of_another_backup_is_refused(env, run_module):
 
 
 # --- refusals before anything is created -------------------------------------------------------------------------
-
-def flip_first_data_byte(path):
-    """Flip the first byte of the first DATA record's body: (its record index, file offset, volume offset, length)."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    pos = 12  # the preamble
-    for index, (rtype, flags, reserved, offset, length, body) in enumerate(lvdiff_records(data)):
-        if rtype == ord('D'):
-            with open(path, 'r+b') as f:
-                f.seek(pos + 24)
-                f.write(bytes([data[pos + 24] ^ 0x40]))
-            return index, pos, offset, length
-        pos += 24 + len(body) + 4
 
 
 def test_a_missing_middle_file_is_refused(env, run_module):
