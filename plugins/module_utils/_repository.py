@@ -296,8 +296,8 @@ def _contradiction(header, place, name):
             _shown(s[:MAX_NAME]) if s is not None else p for s, p in zip(said, place))
     kind = name[17:21]
     if (kind == 'full') != (header.base is None):
-        return 'its name says %s, its header is %s' % (kind, 'a full image' if header.base is None
-                                                        else 'an incremental')
+        return 'its name says %s, its header is %s' % (
+            kind, 'a full image' if header.base is None else 'an incremental')
     if header.created is not None:
         when = parse_time(header.created)
         if when is None:
@@ -433,8 +433,8 @@ def resolve(backups, point):
     for base, b in zip(chain, chain[1:]):
         if b['chunk_size'] != base['chunk_size']:
             raise LvdiffError('the chain of %s mixes chunk sizes: %s was made on a pool with %d-byte chunks, '
-                              'its base %s with %d-byte chunks' % (backup['id'], b['id'], b['chunk_size'],
-                                                                  base['id'], base['chunk_size']))
+                              'its base %s with %d-byte chunks'
+                              % (backup['id'], b['id'], b['chunk_size'], base['id'], base['chunk_size']))
     return chain
 
 
@@ -495,8 +495,8 @@ def _check_same_file(backup, st):
     if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (backup['device'], backup['inode']):
         raise LvdiffError('%s: replaced since the scan: another file has its name now' % bid)
     if st.st_size != backup['file_size']:
-        raise LvdiffError('%s: changed since the scan: %d bytes then, %d now' % (bid, backup['file_size'],
-                                                                                  st.st_size))
+        raise LvdiffError('%s: changed since the scan: %d bytes then, %d now'
+                          % (bid, backup['file_size'], st.st_size))
 
 
 def _check_same_header(backup, header):

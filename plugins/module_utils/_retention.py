@@ -55,7 +55,7 @@ PERIODS = (
     ('monthly', lambda t: (t.year, t.month)),
     ('yearly', lambda t: (t.year,)),
 )
-KEEP_RULES = ('keep_last',) + tuple('keep_' + name for name, _ in PERIODS)
+KEEP_RULES = ('keep_last',) + tuple('keep_' + period[0] for period in PERIODS)
 NEXT_RULES = ('full_every', 'full_days')
 NO_RULE = 'no keep rule'
 

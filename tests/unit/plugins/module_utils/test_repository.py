@@ -180,9 +180,9 @@ def test_scan_of_one_host_vg_lv_sees_only_it(repo):
     assert list(found['volumes']) == [OTHER_HOST] and found['misplaced'] == [] and found['partial'] == []
     found = scan(repo, 'web1', 'vg0', 'data')
     assert list(found['volumes']) == [VOL] and len(found['partial']) == 3
-    assert [m[0] for m in found['misplaced']] == ['web1/vg0/data/20261201T040000Z-full.lvdiff',
-                                                 'web1/vg0/data/20261204T030000Z-incr.lvdiff',
-                                                 'web1/vg0/data/notes.txt', 'web1/vg0/data/old']
+    assert [m[0] for m in found['misplaced']] == [
+        'web1/vg0/data/20261201T040000Z-full.lvdiff', 'web1/vg0/data/20261204T030000Z-incr.lvdiff',
+        'web1/vg0/data/notes.txt', 'web1/vg0/data/old']
     assert scan(repo, host='web3') == {'volumes': {}, 'partial': [], 'misplaced': [], 'unreadable': []}
     assert scan(repo, 'web1', 'vg0', 'data2')['misplaced'] == [('web1/vg0/data2', 'symlink')]
     with pytest.raises(LvdiffError) as e:
@@ -411,7 +411,6 @@ def test_a_copied_repository_resolves_and_verifies_the_same(repo, tmp_path):
         chain = resolve(there['volumes'][VOL], point)
         assert ids(chain) == ids(resolve(here['volumes'][VOL], point))
         assert verify_chain(copy, chain) == verify_chain(repo, resolve(here['volumes'][VOL], point))
-
 
 
 def test_verify_chain_names_a_corrupt_file(repo):

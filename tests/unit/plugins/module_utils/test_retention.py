@@ -222,8 +222,8 @@ def test_unknown_backup_keys_are_ignored_and_now_is_unused():
 
 def test_time_forms():
     assert parse_time('2026-12-01T03:00:00Z', 'x') == datetime.datetime(2026, 12, 1, 3, tzinfo=UTC)
-    assert parse_time('2026-12-01T05:30:00.25+02:30', 'x') == datetime.datetime(2026, 12, 1, 3, 0, 0, 250000,
-                                                                                   tzinfo=UTC)
+    assert parse_time('2026-12-01T05:30:00.25+02:30', 'x') == datetime.datetime(
+        2026, 12, 1, 3, 0, 0, 250000, tzinfo=UTC)
     assert parse_time('2026-12-01T00:00:00-03:00', 'x').day == 1
     assert parse_time('2026-12-01T00:00:00-03:00', 'x').hour == 3
 
