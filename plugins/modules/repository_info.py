@@ -26,7 +26,7 @@ author:
   - lvdiff.thin contributors (!UNKNOWN)
 attributes:
   check_mode:
-    details: Reads only; runs the same in check mode.
+    details: Reads only (headers, and whole files with O(verify)); runs the same in check mode.
 extends_documentation_fragment:
   - lvdiff.thin.attributes
 options:

@@ -8,8 +8,6 @@ import itertools
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -20,7 +18,9 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._repository import (
 
 from ansible_collections.lvdiff.thin.tests.support.diffs import (
     flip_first_data_byte, lvdiff_bytes, lvdiff_records, make_diff)
-from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair
+from ansible_collections.lvdiff.thin.tests.support.repository import Snapshot, state
+from ansible_collections.lvdiff.thin.tests.support.volumes import CS
+from ansible_collections.lvdiff.thin.tests.support.imports import module_utils_loaded
 
 VOL = ('web1', 'vg0', 'data')
 OTHER_HOST = ('web2', 'vg0', 'data')  # the same VG and LV names on another host
@@ -34,27 +34,8 @@ BASES = {'A': None, 'B': 'A', 'C': 'B', 'D': None, 'E': 'D', 'F': None, 'G': 'F'
 WORK = itertools.count()
 
 
-def state(letter):
-    """The volume's chunks when backup letter was made: each backup changes some, unmaps one."""
-    n = ord(letter)
-    return dict((c, (letter, c)) for c in range(8) if c != n % 8 and (c + n) % 3)
 
 
-class Snapshot(VolumePair):
-    """A VolumePair whose diff header names the volumes of a repository's chain."""
-
-    def __init__(self, work, uuid, base_uuid, created, base_map, src_map, chunks=8, base_chunks=8, cs=CS):
-        os.makedirs(str(work))
-        super().__init__(work, cs, base_map, src_map, base_chunks, chunks)
-        self.uuid, self.base_uuid, self.created = uuid, base_uuid, created
-
-    def header(self, level=2, seed=7, pairs=None, full=False):
-        h = super().header(level, seed, pairs, full)
-        h.volume['uuid'] = self.uuid
-        if h.base is not None:
-            h.base['uuid'] = self.base_uuid
-        h.created = self.created
-        return h
 
 
 def put(tmp_path, place, letter, created=None, base=None, full=None, uuid=None, pairs=None, src_map=None,
@@ -504,14 +485,6 @@ def test_verify_chain_follows_no_symlink_and_leaves_no_root(repo):
 
 
 def test_the_repository_imports_without_lxml_paramiko_or_lvm_commands():
-    code = '\n'.join([
-        'import sys',
-        "sys.modules['lxml'] = sys.modules['lxml.etree'] = sys.modules['paramiko'] = None",
-        'from ansible_collections.lvdiff.thin.plugins.module_utils import _repository',
-        "mu = 'ansible_collections.lvdiff.thin.plugins.module_utils.'",
-        "print(sorted(m[len(mu):] for m in sys.modules if m.startswith(mu)))"])
-    out = subprocess.run([sys.executable, '-c', code], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=True)
-    loaded = set(eval(out.stdout))
+    loaded = module_utils_loaded('from ansible_collections.lvdiff.thin.plugins.module_utils import _repository')
     assert '_repository' in loaded
     assert not loaded & set(['_thinmeta', '_lvm', '_command', '_transfer', '_backup', '_restore'])

@@ -5,8 +5,6 @@ mode, the documented result and an import without lxml."""
 
 import itertools
 import os
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -15,7 +13,8 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _repository
 from ansible_collections.lvdiff.thin.plugins.modules import repository_info
 
 from ansible_collections.lvdiff.thin.tests.support.diffs import flip_first_data_byte, make_diff
-from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair
+from ansible_collections.lvdiff.thin.tests.support.repository import Snapshot, state
+from ansible_collections.lvdiff.thin.tests.support.imports import module_utils_loaded
 
 VOL = ('web1', 'vg0', 'data')
 OTHER_VG = ('web1', 'vg1', 'data')
@@ -28,27 +27,8 @@ BASES = {'A': None, 'B': 'A', 'C': 'B', 'D': 'C', 'E': None, 'F': 'E', 'G': None
 WORK = itertools.count()
 
 
-def state(letter):
-    """The volume's chunks when backup letter was made: each backup changes some, unmaps one."""
-    n = ord(letter)
-    return dict((c, (letter, c)) for c in range(8) if c != n % 8 and (c + n) % 3)
 
 
-class Snapshot(VolumePair):
-    """A VolumePair whose diff header names the volumes of a repository's chain."""
-
-    def __init__(self, work, uuid, base_uuid, created, base_map, src_map):
-        os.makedirs(str(work))
-        super().__init__(work, CS, base_map, src_map, 8, 8)
-        self.uuid, self.base_uuid, self.created = uuid, base_uuid, created
-
-    def header(self, level=2, seed=7, pairs=None, full=False):
-        h = super().header(level, seed, pairs, full)
-        h.volume['uuid'] = self.uuid
-        if h.base is not None:
-            h.base['uuid'] = self.base_uuid
-        h.created = self.created
-        return h
 
 
 def put(tmp_path, place, letter, created=None, base=None, uuid=None):
@@ -306,14 +286,6 @@ def test_every_returned_field_is_documented(repo, run_module, tmp_path):
 
 
 def test_the_module_imports_without_lxml_paramiko_or_lvm_commands():
-    code = '\n'.join([
-        'import sys',
-        "sys.modules['lxml'] = sys.modules['lxml.etree'] = sys.modules['paramiko'] = None",
-        'from ansible_collections.lvdiff.thin.plugins.modules import repository_info',
-        "mu = 'ansible_collections.lvdiff.thin.plugins.module_utils.'",
-        "print(sorted(m[len(mu):] for m in sys.modules if m.startswith(mu)))"])
-    out = subprocess.run([sys.executable, '-c', code], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=True)
-    loaded = set(eval(out.stdout))
+    loaded = module_utils_loaded('from ansible_collections.lvdiff.thin.plugins.modules import repository_info')
     assert set(['_repository', '_retention']) <= loaded
     assert not loaded & set(['_thinmeta', '_lvm', '_command', '_transfer', '_backup', '_restore'])

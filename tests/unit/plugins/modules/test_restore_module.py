@@ -19,7 +19,8 @@ from ansible_collections.lvdiff.thin.plugins.modules import restore
 from ansible_collections.lvdiff.thin.tests.support.diffs import (
     flip_first_data_byte, lvdiff_bytes, lvdiff_records, make_diff)
 from ansible_collections.lvdiff.thin.tests.support.lvmhost import lvm_host
-from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair
+from ansible_collections.lvdiff.thin.tests.support.repository import Snapshot, state
+from ansible_collections.lvdiff.thin.tests.support.volumes import CS
 
 VOL = ('web1', 'vg0', 'data')
 # A full image, then an incremental that grows the volume, then one that shrinks it.
@@ -31,30 +32,8 @@ REPLICA_ATTR = 'Vri---tz-k'
 WORK = itertools.count()
 
 
-def state(letter):
-    """The volume's chunks when backup letter was made: each backup changes some, unmaps one."""
-    n = ord(letter)
-    return dict((c, (letter, c)) for c in range(CHUNKS[letter]) if c != n % CHUNKS[letter] and (c + n) % 3)
 
 
-class Snapshot(VolumePair):
-    """A VolumePair whose diff header names the volumes of the repository's chain."""
-
-    def __init__(self, work, letter, base_map=None):
-        os.makedirs(str(work))
-        base = BASES[letter]
-        if base_map is None:
-            base_map = state(base) if base else {}
-        super().__init__(work, CS, base_map, state(letter), CHUNKS[base] if base else 0, CHUNKS[letter])
-        self.letter = letter
-
-    def header(self, level=2, seed=7, pairs=None, full=False):
-        h = super().header(level, seed, pairs, full)
-        h.volume['uuid'] = 'UUID-' + self.letter
-        if h.base is not None:
-            h.base['uuid'] = 'UUID-' + BASES[self.letter]
-        h.created = TIMES[self.letter]
-        return h
 
 
 def put(tmp_path, letter, place=VOL, base_map=None, dest=None):
@@ -62,7 +41,11 @@ def put(tmp_path, letter, place=VOL, base_map=None, dest=None):
     root = str(tmp_path / 'repo')
     dest = dest or _repository.backup_path(root, place[0], place[1], place[2], TIMES[letter], BASES[letter] is None)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    snap = Snapshot(tmp_path / 'work' / str(next(WORK)), letter, base_map)
+    base = BASES[letter]
+    if base_map is None:
+        base_map = state(base, CHUNKS[base]) if base else {}
+    snap = Snapshot(tmp_path / 'work' / str(next(WORK)), 'UUID-' + letter, 'UUID-' + (base or '-'), TIMES[letter],
+                    base_map, state(letter, CHUNKS[letter]), CHUNKS[letter], CHUNKS[base] if base else 0)
     pairs = dict(zip(_repository.PAIR_KEYS, place), label=LABELS[letter])
     make_diff(snap, dest, full=BASES[letter] is None, pairs=pairs)
     with open(snap.src, 'rb') as f:
