@@ -34,10 +34,6 @@ BASES = {'A': None, 'B': 'A', 'C': 'B', 'D': None, 'E': 'D', 'F': None, 'G': 'F'
 WORK = itertools.count()
 
 
-
-
-
-
 def put(tmp_path, place, letter, created=None, base=None, full=None, uuid=None, pairs=None, src_map=None,
         base_map=None, dest=None, fmt='lvdiff', **kw):
     """Write backup letter of place (host, vg, lv) where the layout puts it (or at dest); its

@@ -27,10 +27,6 @@ BASES = {'A': None, 'B': 'A', 'C': 'B', 'D': 'C', 'E': None, 'F': 'E', 'G': None
 WORK = itertools.count()
 
 
-
-
-
-
 def put(tmp_path, place, letter, created=None, base=None, uuid=None):
     """Write backup letter of place where the layout puts it; its volume UUID is UUID-<letter> (or uuid),
     its base the backup base (default BASES)."""

@@ -32,10 +32,6 @@ REPLICA_ATTR = 'Vri---tz-k'
 WORK = itertools.count()
 
 
-
-
-
-
 def put(tmp_path, letter, place=VOL, base_map=None, dest=None):
     """Write backup letter where the layout puts it (or at dest); (its path, the source image's bytes)."""
     root = str(tmp_path / 'repo')
