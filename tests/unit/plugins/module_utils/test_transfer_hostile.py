@@ -335,7 +335,7 @@ def test_a_run_that_locked_the_removed_lock_file_does_not_go_on(tmp_path, shell)
     deadline = time.monotonic() + 10
     while not waiting.exists() and time.monotonic() < deadline:  # B holds the lock file open, waits to lock it
         time.sleep(0.02)
-    a.write(b'X' + DATA[1:])
+    a.write(bytes([DATA[0] ^ 0xff]) + DATA[1:])  # not b'X': DATA is random, its first byte may be X
     rc, out, err = a.finish()
     assert 'LVDIFF-RECV mismatch' in out
     go.touch()
