@@ -241,16 +241,28 @@ class Lvm:
         return self.runner.run(list(argv))
 
     def activate(self, lv):
-        self._lvm('lvchange', '--activate', 'y', '--ignoreactivationskip', _lv_arg(lv.vg, lv.name))
+        self.set_active(lv.vg, [lv.name], True)
 
     def deactivate(self, lv):
-        self._lvm('lvchange', '--activate', 'n', _lv_arg(lv.vg, lv.name))
+        self.set_active(lv.vg, [lv.name], False)
 
     def set_active(self, vg, names, active):
         """Activate (activation skip ignored) or deactivate vg's volumes names with one lvchange."""
         if names:
             self._lvm('lvchange', '--activate', *(['y', '--ignoreactivationskip'] if active else ['n']),
                       *[_lv_arg(vg, name) for name in names])
+
+    def deactivate_all(self, names_by_vg):
+        """{vg: names} deactivated with one lvchange per VG (the batched modules' end of run). A VG that
+        fails leaves its volumes active, nothing worse: its message is returned for a warning."""
+        failed = []
+        for vg, names in sorted(names_by_vg.items()):
+            names = sorted(set(names))
+            try:
+                self.set_active(vg, names, False)
+            except LvdiffError as e:
+                failed.append('could not deactivate %s in %s: %s' % (', '.join(names), vg, e.msg))
+        return failed
 
     @contextlib.contextmanager
     def active(self, *lvs):
@@ -288,8 +300,17 @@ class Lvm:
     def rename(self, vg, old, new):
         self._lvm('lvrename', check_name('volume group', vg), check_name('volume', old), check_name('volume', new))
 
-    def tag(self, vg, name, add=(), remove=()):
-        self._lvm('lvchange', *_tag_args(add, remove), _lv_arg(vg, name))
+    def change(self, vg, name, add=(), remove=(), permission=None, activation_skip=None):
+        """One lvchange of vg/name's properties: tags added (add) and deleted (remove), permission V(r) or
+        V(rw), the activation skip flag set (True) or cleared (False); None leaves that alone."""
+        argv = _tag_args(add, remove)
+        if permission is not None:
+            if permission not in ('r', 'rw'):
+                raise LvdiffError('permission %r is neither r nor rw' % (permission,))
+            argv += ['--permission', permission]
+        if activation_skip is not None:
+            argv += ['--setactivationskip', 'y' if activation_skip else 'n']
+        self._lvm('lvchange', *argv, _lv_arg(vg, name))
 
     def remove(self, vg, *names):
         """Remove vg's volumes names with one lvremove."""

@@ -281,26 +281,21 @@ def finish(lvm, lv, tags=(), permission=None, activate=None, check_mode=False, r
     the activation skip flag set and inactive (activate it with lvchange -ay -K), true: left as it is.
     None leaves that alone. One lvchange for tags, permission and flag; the deactivation then, or, with
     later, lv's name put on that list for the caller's one lvchange for many volumes."""
-    argv = []
-    for tag in tags:
-        if tag not in lv.tags:
-            argv += ['--addtag', check_tag(tag)]
-    for tag in remove:
-        argv += ['--deltag', check_tag(tag)]
-    if permission is not None and (permission == 'r') != lv.read_only:
-        argv += ['--permission', permission]
-    if activate is False and lv.attr[9] != 'k':
-        argv += ['--setactivationskip', 'y']
+    add = [check_tag(tag) for tag in tags if tag not in lv.tags]
+    remove = [check_tag(tag) for tag in remove]
+    if permission is not None and (permission == 'r') == lv.read_only:
+        permission = None  # it has it
+    skip = True if activate is False and lv.attr[9] != 'k' else None
+    change = bool(add or remove or permission or skip)
     deactivate = activate is False and lv.active
     if not check_mode:
-        if argv:
-            lvm.runner.run(['lvchange'] + argv + ['%s/%s' % (check_name('volume group', lv.vg),
-                                                             check_name('volume', lv.name))])
+        if change:
+            lvm.change(lv.vg, lv.name, add, remove, permission, skip)
         if deactivate and later is not None:
             later.append(lv.name)
         elif deactivate:
             lvm.deactivate(lv)
-    return bool(argv) or deactivate
+    return change or deactivate
 
 
 def _apply(reader, device, base_check, chunk_size):

@@ -227,12 +227,9 @@ def run(module):
     with _batch.stop_on_signal(stop):
         try:
             results = _batch.each(range(len(volumes)), work, p['jobs'])
-        finally:
-            for vg, names in sorted(later.items()):
-                try:
-                    lvm.set_active(vg, sorted(set(names)), False)
-                except LvdiffError as e:  # they stay active, finished otherwise; the next run deactivates them
-                    module.warn('could not deactivate %s in %s: %s' % (', '.join(sorted(set(names))), vg, e.msg))
+        finally:  # a replica left active is finished otherwise; the next run deactivates it
+            for msg in lvm.deactivate_all(later):
+                module.warn(msg)
     if stop.is_set():
         raise Terminated('terminated by a signal; the steps in progress cleaned up, the others were not started')
     results = [dict(done, **r) for done, r in zip(progress, results)]

@@ -421,10 +421,7 @@ class Sender:
         """Phase 1: the step's snapshot, created active (a diff reads it next)."""
         if not v.batched(i):
             return None
-        v.done[i] = done = {'snapshot': step['snapshot'], 'base': step['base'], 'dest': step['dest'],
-                            'remote': step['remote'], 'created': False, 'changed': False, 'size': None,
-                            'sha1': None, 'data_chunks': None, 'discard_chunks': None, 'checks': None,
-                            'bytes_sent': 0, 'resumed_from': 0, 'seconds': 0.0}
+        v.done[i] = done = _step_result(step)
         if step['create']:
             start = time.monotonic()
             done['created'] = self.snapshot(v.item, step['snapshot'], self.lvs_of(v.item), True)
@@ -438,10 +435,7 @@ class Sender:
         if not v.batched(i):
             return None
         lvs = self.lvs_of(v.item)
-        directory = os.path.dirname(os.path.abspath(step['dest']))
-        if not os.path.isdir(directory) and not self.check:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        if step['snapshot'] in lvs and os.path.isdir(directory):  # in check mode either may be missing
+        if step['snapshot'] in lvs and self.spool_dir(step):  # in check mode either may be missing
             v.diffs[i] = self.differ.prepare(self.diff_options(v.item, step), lvs)
         return False
 
@@ -519,9 +513,7 @@ class Sender:
         start = time.monotonic()
         step, done, job = v.steps[i], v.done[i], v.diffs.pop(i, None)
         if job is not None:
-            diff = job.result if job.done else self.differ.write(job)
-            done.update((k, diff.get(k)) for k in ('size', 'sha1', 'data_chunks', 'discard_chunks', 'checks'))
-            done['changed'] = diff['changed']
+            _record_diff(done, job.result if job.done else self.differ.write(job))
         else:
             done['changed'] = True  # check mode: the snapshot or the directory is still to be made
         self.transfer_step(step, done, start)
@@ -532,21 +524,13 @@ class Sender:
         item, step = v.item, v.steps[i]
         vg = item['vg']
         lvs = self.lvm.lvs(vg) if not self.check else self.report[vg]
-        done = v.done[i] = {'snapshot': step['snapshot'], 'base': step['base'], 'dest': step['dest'],
-                            'remote': step['remote'], 'created': False, 'changed': False, 'size': None,
-                            'sha1': None, 'data_chunks': None, 'discard_chunks': None, 'checks': None,
-                            'bytes_sent': 0, 'resumed_from': 0, 'seconds': 0.0}
+        done = v.done[i] = _step_result(step)
         start = time.monotonic()
         done['created'] = self.snapshot(item, step['snapshot'], lvs)
         if done['created'] and not self.check:
             lvs = self.lvm.lvs(vg)
-        directory = os.path.dirname(os.path.abspath(step['dest']))
-        if not os.path.isdir(directory) and not self.check:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        if step['snapshot'] in lvs and os.path.isdir(directory):
-            diff = self.differ.diff(self.diff_options(item, step), lvs)
-            done.update((k, diff.get(k)) for k in ('size', 'sha1', 'data_chunks', 'discard_chunks', 'checks'))
-            done['changed'] = diff['changed']
+        if step['snapshot'] in lvs and self.spool_dir(step):
+            _record_diff(done, self.differ.diff(self.diff_options(item, step), lvs))
         else:
             done['changed'] = True
         self.transfer_step(step, done, start)
@@ -571,11 +555,8 @@ class Sender:
         for vg, name in self.activated:
             by_vg.setdefault(vg, []).append(name)
         self.activated = []
-        for vg, names in sorted(by_vg.items()):
-            try:
-                self.lvm.set_active(vg, sorted(set(names)), False)
-            except LvdiffError as e:
-                self.module.warn('could not deactivate %s in %s: %s' % (', '.join(sorted(set(names))), vg, e.msg))
+        for msg in self.lvm.deactivate_all(by_vg):
+            self.module.warn(msg)
 
     # -- one step's parts --
 
@@ -584,6 +565,13 @@ class Sender:
         if item['vg'] not in self.report:
             raise LvdiffError('volume group %s does not exist on this host' % item['vg'])
         return self.report[item['vg']]
+
+    def spool_dir(self, step):
+        """Whether the directory of step's dest is there, made (mode 0700) unless in check mode."""
+        directory = os.path.dirname(os.path.abspath(step['dest']))
+        if not os.path.isdir(directory) and not self.check:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        return os.path.isdir(directory)
 
     def diff_options(self, item, step):
         return {'vg': item['vg'], 'lv': step['snapshot'], 'base': step['base'], 'dest': step['dest'],
@@ -613,6 +601,19 @@ class Sender:
         except BaseException:
             self.connections.drop()
             raise
+
+
+def _step_result(step):
+    """A step's result before its work: nothing created, written or sent yet."""
+    return {'snapshot': step['snapshot'], 'base': step['base'], 'dest': step['dest'], 'remote': step['remote'],
+            'created': False, 'changed': False, 'size': None, 'sha1': None, 'data_chunks': None,
+            'discard_chunks': None, 'checks': None, 'bytes_sent': 0, 'resumed_from': 0, 'seconds': 0.0}
+
+
+def _record_diff(done, diff):
+    """A step's result gets its diff's numbers (lvdiff's result)."""
+    done.update((k, diff.get(k)) for k in ('size', 'sha1', 'data_chunks', 'discard_chunks', 'checks'))
+    done['changed'] = diff['changed']
 
 
 def _remove_own_file(path):

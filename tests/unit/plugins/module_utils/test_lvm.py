@@ -95,7 +95,7 @@ def every_call(m, vg='vg0', name='data', size=4096, tag='lvdiff_sha1:ab'):
         lambda: m.create_thin(vg, name, name, size, tags=[tag]),
         lambda: m.resize(vg, name, size),
         lambda: m.rename(vg, name, name),
-        lambda: m.tag(vg, name, add=[tag], remove=[tag]),
+        lambda: m.change(vg, name, add=[tag], remove=[tag]),
         lambda: m.remove(vg, name),
         lambda: m.activate(lv),
         lambda: m.deactivate(lv),

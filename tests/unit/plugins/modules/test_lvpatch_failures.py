@@ -75,6 +75,8 @@ class FakeLvm:
         FakeLvm.calls.append(('deactivate', lv.name))
 
     scratch_volume = _lvm.Lvm.scratch_volume  # the real lifecycle, on the recorded calls
+    change = _lvm.Lvm.change  # the real lvchange argv, recorded by FakeRunner
+    _lvm = _lvm.Lvm._lvm
 
     def __getattr__(self, name):
         def record(*args, **kw):
