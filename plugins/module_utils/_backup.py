@@ -15,7 +15,7 @@ import zlib
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
-from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import CREATED_FORMAT, DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name, thin_in
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan, ceil_div
@@ -93,6 +93,17 @@ def _check_dest(dest):
     return dest
 
 
+def _created(text):
+    """The header's creation time: text, checked, or now."""
+    if text is None:
+        return datetime.datetime.now(datetime.timezone.utc).strftime(CREATED_FORMAT)
+    try:
+        datetime.datetime.strptime(text, CREATED_FORMAT)
+    except (TypeError, ValueError):
+        raise LvdiffError('created %r is not a UTC time as YYYY-mm-ddTHH:MM:SSZ' % (text,))
+    return text
+
+
 def make_header(p, lv, base, pool):
     def vol(x):
         return {'name': x.name, 'uuid': x.uuid, 'thin_id': x.thin_id, 'size': x.size}
@@ -100,7 +111,7 @@ def make_header(p, lv, base, pool):
         volume=vol(lv), base=vol(base) if base else None, chunk_size=pool.chunk_size,
         checksum_level=p['checksum_level'], pairs=_pairs(p['pairs']), pool_transaction=pool.transaction_id,
         sample_seed=zlib.crc32(('%s/%s' % (lv.uuid, base.uuid if base else '')).encode()),
-        created=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
+        created=_created(p.get('created')),
         format=p['format'])
 
 

@@ -20,6 +20,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatE
 
 TOOL_VERSION = 'lvdiff.thin 0.1.0'
 FORMAT_VERSION = 1  # of the lvdiff format, the default a DiffHeader carries
+CREATED_FORMAT = '%Y-%m-%dT%H:%M:%SZ'  # a header's creation time (UTC), as our writers record it
 CHECK_DIGESTS = {'sha256': 32, 'crc32': 4}
 # Caps on what a hostile file can make a reader hold or parse (docs/format.md): a header is
 # small metadata, so its size and its number of pairs are bounded, in both formats.

@@ -38,6 +38,7 @@ import os
 import re
 import stat
 
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import CREATED_FORMAT
 from ansible_collections.lvdiff.thin.plugins.module_utils._diffio import open_reader, verify
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 
@@ -46,7 +47,7 @@ MAX_NAME = 255
 # What a scan keeps of each header's pairs (a hostile header may hold 1 MiB of them, in each of many files).
 MAX_KEPT_PAIRS = 1 << 16
 PAIR_KEYS = ('backup_host', 'backup_vg', 'backup_lv')
-ISO_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
+ISO_FORMAT = CREATED_FORMAT
 NAME_TIME_FORMAT = '%Y%m%dT%H%M%SZ'
 LEVELS = ('host', 'VG', 'LV')
 BACKUP_NAME_HINT = '<created as YYYYmmddTHHMMSSZ>-<full|incr>.lvdiff'

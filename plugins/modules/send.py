@@ -94,6 +94,13 @@ options:
             description: User metadata stored in the diff's header (as O(lvdiff.thin.lvdiff#module:pairs)).
             type: dict
             default: {}
+          created:
+            description:
+              - The creation time the diff's header records, as V(YYYY-mm-ddTHH:MM:SSZ) (UTC). Omit it for the
+                time the diff is written.
+              - The role C(lvdiff.thin.backup) gives the time of the run that took the snapshot, which also names
+                the backup file.
+            type: str
   checksum_level:
     description: How much of the base the receiver verifies, as O(lvdiff.thin.lvdiff#module:checksum_level).
     type: int
@@ -576,7 +583,7 @@ class Sender:
     def diff_options(self, item, step):
         return {'vg': item['vg'], 'lv': step['snapshot'], 'base': step['base'], 'dest': step['dest'],
                 'pairs': step['pairs'], 'checksum_level': self.p['checksum_level'], 'format': 'lvdiff',
-                'force': False}
+                'force': False, 'created': step['created']}
 
     def snapshot(self, item, name, lvs, active=False):
         """Whether the snapshot name of item's volume is to be made (and, unless in check mode, was made)."""
@@ -640,6 +647,7 @@ def main():
                     dest=dict(type='path', required=True),
                     remote=dict(type='str'),
                     pairs=dict(type='dict', default={}),
+                    created=dict(type='str'),
                 )),
             )),
             checksum_level=dict(type='int', default=2, choices=[0, 1, 2, 3]),

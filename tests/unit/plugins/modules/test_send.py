@@ -341,3 +341,16 @@ def test_a_new_snapshot_after_a_resumed_step_waits_for_it(world, run_module, mon
     assert v['failed'] is False and [s['created'] for s in v['steps']] == [False, True], v
     assert v['steps'][1]['sha1'] == sha1(v['steps'][1]['remote'])
     assert all(r['lv_attr'][4] == '-' for r in world.rows if r['lv_name'].startswith('vol-rep-'))
+
+
+def test_created_is_the_header_time_given(world, run_module):
+    a = args(world, vol(world, steps=[dict(step(world, 'vol-rep-2', 'vol-rep-1'), created='2026-02-03T04:05:06Z')]))
+    rc, res = run_module(send, a)
+    assert rc == 0 and not res['volumes'][0]['failed'], res
+    with open(res['volumes'][0]['steps'][0]['remote'], 'rb') as f:
+        assert _diffio.open_reader(f).header.created == '2026-02-03T04:05:06Z'
+    bad = args(world, vol(world, steps=[dict(step(world, 'vol-rep-3', 'vol-rep-2'), created='2026-02-03 04:05')]))
+    rc, res = run_module(send, bad)
+    v = res['volumes'][0]
+    assert v['failed'] and v['msg'] == "created '2026-02-03 04:05' is not a UTC time as YYYY-mm-ddTHH:MM:SSZ", v
+    assert not os.path.exists(bad['volumes'][0]['steps'][0]['dest'])
