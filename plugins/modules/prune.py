@@ -20,7 +20,7 @@ description:
     files (a symlink, a wrong name, a header that places the file elsewhere) and unreadable files are never
     touched, only reported.
   - Before a file is removed, its name is looked up again in the volume's directory (opened without following
-    a symlink, as every directory on the way): if it is no longer the regular file the scan read (same device
+    a symlink, as every directory on the way). If it is no longer the regular file the scan read (same device
     and inode), it is left in place and reported in RV(volumes[].skipped), and so are the backups of its chain
     that it was made against, which it may still need.
   - Two copies of one backup (the duplicates of M(lvdiff.thin.repository_info)) are kept or removed together.
@@ -140,7 +140,9 @@ EXAMPLES = r'''
 
 - name: Show what was freed and what was left alone
   ansible.builtin.debug:
-    msg: "{{ pruned.summary.bytes_freed }} bytes freed; skipped {{ pruned.volumes | map(attribute='skipped') | flatten }}"
+    msg: >-
+      {{ pruned.summary.bytes_freed }} bytes freed;
+      skipped {{ pruned.volumes | map(attribute='skipped') | flatten }}
 
 - name: What the policy would remove, orphans too, without removing anything
   lvdiff.thin.prune:
@@ -323,8 +325,8 @@ def run(module):
     root = p['root']
     places = []
     for item in p['volumes']:  # a bad name fails the run before anything is removed
-        place = tuple(_repository.check_name(item[k], level) for k, level in zip(('host', 'vg', 'lv'),
-                                                                                   _repository.LEVELS))
+        place = tuple(_repository.check_name(item[key], level)
+                      for key, level in zip(('host', 'vg', 'lv'), _repository.LEVELS))
         if place in places:
             raise LvdiffError('volume %s is listed twice in volumes' % '/'.join(place))
         places.append(place)

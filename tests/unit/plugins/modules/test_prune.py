@@ -273,8 +273,8 @@ def test_a_file_changed_after_the_scan_is_left_with_its_chain(repo, run_module, 
     assert res['volumes'][0]['pruned'] == ids(VOL, 'D')
     assert res['volumes'][0]['skipped'] == [{'id': rel(VOL, 'C'), 'why': why}, {'id': rel(VOL, 'B'), 'why': held},
                                             {'id': rel(VOL, 'A'), 'why': held}]
-    assert [os.path.exists(os.path.join(repo, i)) for i in ids(VOL, 'ABCD')] == [True, True, change is replace_file,
-                                                                                False]
+    left = [os.path.exists(os.path.join(repo, i)) for i in ids(VOL, 'ABCD')]
+    assert left == [True, True, change is replace_file, False]
     assert res['summary']['skipped'] == 3
 
 
