@@ -1,9 +1,14 @@
 """Backups for the repository tests: snapshots named by a letter, whose diffs carry the UUIDs and creation
 times of a repository's chains (written with make_diff where tests/unit put them)."""
 
+import itertools
 import os
 
+from ansible_collections.lvdiff.thin.plugins.module_utils import _repository
+from ansible_collections.lvdiff.thin.tests.support.diffs import make_diff
 from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair
+
+_WORK = itertools.count()
 
 
 def state(letter, chunks=8):
@@ -27,3 +32,15 @@ class Snapshot(VolumePair):
             h.base['uuid'] = self.base_uuid
         h.created = self.created
         return h
+
+
+def put_backup(tmp_path, place, letter, created, base, uuid=None):
+    """Write backup letter of place (host, vg, lv) into the repository tmp_path/repo where the layout puts it,
+    made against backup base (a letter, None for a full image); its volume UUID is UUID-<letter> (or uuid),
+    its header pairs name place. Returns its path."""
+    dest = _repository.backup_path(str(tmp_path / 'repo'), place[0], place[1], place[2], created, base is None)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    snap = Snapshot(tmp_path / 'work' / str(next(_WORK)), uuid or 'UUID-' + letter, 'UUID-' + (base or '-'),
+                    created, state(base) if base else {}, state(letter))
+    make_diff(snap, dest, full=base is None, pairs=dict(zip(_repository.PAIR_KEYS, place)))
+    return dest

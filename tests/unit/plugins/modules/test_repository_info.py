@@ -3,7 +3,6 @@ tests build theirs): two hosts with the same VG and LV names, chains and their b
 duplicates, verification that reports (never fails for) a bad file, what is not taken as a backup, check
 mode, the documented result and an import without lxml."""
 
-import itertools
 import os
 
 import pytest
@@ -12,8 +11,8 @@ import yaml
 from ansible_collections.lvdiff.thin.plugins.module_utils import _repository
 from ansible_collections.lvdiff.thin.plugins.modules import repository_info
 
-from ansible_collections.lvdiff.thin.tests.support.diffs import flip_first_data_byte, make_diff
-from ansible_collections.lvdiff.thin.tests.support.repository import Snapshot, state
+from ansible_collections.lvdiff.thin.tests.support.diffs import flip_first_data_byte
+from ansible_collections.lvdiff.thin.tests.support.repository import put_backup
 from ansible_collections.lvdiff.thin.tests.support.imports import module_utils_loaded
 
 VOL = ('web1', 'vg0', 'data')
@@ -24,20 +23,13 @@ TIMES = {'A': '2026-12-01T03:00:00Z', 'B': '2026-12-02T03:00:00Z', 'C': '2026-12
          'D': '2026-12-04T03:00:00Z', 'E': '2026-12-08T03:00:00Z', 'F': '2026-12-09T03:00:00Z',
          'G': '2026-12-01T04:00:00Z', 'H': '2026-12-02T04:00:00Z', 'I': '2026-12-05T03:00:00Z'}
 BASES = {'A': None, 'B': 'A', 'C': 'B', 'D': 'C', 'E': None, 'F': 'E', 'G': None, 'H': 'G', 'I': None}
-WORK = itertools.count()
 
 
 def put(tmp_path, place, letter, created=None, base=None, uuid=None):
     """Write backup letter of place where the layout puts it; its volume UUID is UUID-<letter> (or uuid),
     its base the backup base (default BASES)."""
-    created = created or TIMES[letter]
-    base = BASES[letter] if base is None else base
-    dest = _repository.backup_path(str(tmp_path / 'repo'), place[0], place[1], place[2], created, base is None)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    snap = Snapshot(tmp_path / 'work' / str(next(WORK)), uuid or 'UUID-' + letter, 'UUID-' + (base or '-'),
-                    created, state(base) if base else {}, state(letter))
-    make_diff(snap, dest, full=base is None, pairs=dict(zip(_repository.PAIR_KEYS, place)))
-    return dest
+    return put_backup(tmp_path, place, letter, created or TIMES[letter], BASES[letter] if base is None else base,
+                      uuid)
 
 
 def rel(place, letter, created=None):
