@@ -19,6 +19,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._codec import CREATED_
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name, thin_in
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan, ceil_div
+from ansible_collections.lvdiff.thin.plugins.module_utils._progress import NO_PROGRESS
 
 
 def _pairs(raw):
@@ -158,9 +159,10 @@ class Differ:
         self.lvm = Lvm(runner)
         self.version = '.'.join(map(str, _thinmeta.tools_version(runner)))
 
-    def diff(self, p, lvs=None):
+    def diff(self, p, lvs=None, progress=NO_PROGRESS):
         """lvdiff's work and result for p (lvdiff's options: vg, lv, base, dest, pairs, checksum_level,
-        format, force); lvs is {name: LV} of p['vg'] when the caller has read it (else one lvs)."""
+        format, force); lvs is {name: LV} of p['vg'] when the caller has read it (else one lvs). progress
+        (_progress's) follows the writing."""
         job = self.prepare(p, lvs)
         if job.done:
             return job.result
@@ -169,7 +171,7 @@ class Differ:
                 with _pool_turn(job.lv.vg, job.lv.pool), \
                         _thinmeta.MetadataSnapshot(self.runner, job.lv.vg, job.lv.pool) as meta:
                     self.plan(job, meta.tmeta)
-                return self.write(job)
+                return self.write(job, progress)
         finally:
             job.close()
 
@@ -211,9 +213,9 @@ class Differ:
             job.plan.add_mapped(_thinmeta.thin_mappings(self.runner, tmeta, lv.thin_id))
         job.result.update(data_chunks=job.plan.data_chunks, discard_chunks=job.plan.discard_chunks)
 
-    def write(self, job):
+    def write(self, job, progress=NO_PROGRESS):
         """Write job's planned diff (its volumes active); in check mode, its size and checks instead. The
-        result; the plan is closed."""
+        result; the plan is closed. progress: write_diff's."""
         p, result = job.p, job.result
         try:
             if self.check_mode:
@@ -222,13 +224,13 @@ class Differ:
                 result.update(size=_diffio.estimate_size(job.header, job.plan, p['format']),
                               checks=sum(1 for dummy in checks))
                 return result
-            written = self._write(result['dest'], job.header, job.plan, job.lv, job.base, p['format'])
+            written = self._write(result['dest'], job.header, job.plan, job.lv, job.base, p['format'], progress)
         finally:
             job.close()
         result.update(size=written['size'], sha1=written['sha1'], checks=written['checks'])
         return result
 
-    def _write(self, dest, header, plan, lv, base, fmt):
+    def _write(self, dest, header, plan, lv, base, fmt, progress):
         """Open the volumes (before any file is made: a missing one leaves nothing behind), then write the
         diff safely to dest (_diffio.write_diff_file: a private temporary file renamed by us)."""
         fds = []
@@ -237,7 +239,8 @@ class Differ:
             if base is not None:
                 fds.append(_open_volume(base, 'base volume'))
             return _diffio.write_diff_file(dest, header, plan, fds[0], fds[1] if base else None, fmt,
-                                           source='%s/%s' % (lv.vg, lv.name), on_temp=self.on_temp)
+                                           source='%s/%s' % (lv.vg, lv.name), on_temp=self.on_temp,
+                                           progress=progress)
         finally:
             for x in fds:
                 os.close(x)

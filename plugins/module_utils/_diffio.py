@@ -25,14 +25,17 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._format import MAGIC, 
 from ansible_collections.lvdiff.thin.plugins.module_utils._hyperlayer import (
     MAGIC as HL_MAGIC, HyperlayerReader, HyperlayerWriter)
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DATA
+from ansible_collections.lvdiff.thin.plugins.module_utils._progress import NO_PROGRESS
 
 FORMATS = ('lvdiff', 'hyperlayer')
 _READ_BUFFER = 1 << 20
 
 
-def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff'):
+def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff', progress=NO_PROGRESS):
     """Write the diff that plan describes, reading data from src_fd and base checks
-    from base_fd. Returns the stream's sha1, size and counts."""
+    from base_fd. Returns the stream's sha1, size and counts. progress (_progress's) counts the
+    bytes read: phase 'checking base' (its total unknown without a second pass over the plan),
+    then 'writing', of the plan's data bytes."""
     if fmt == 'lvdiff':
         writer = LvdiffWriter(out_fd, header)
     elif fmt == 'hyperlayer':
@@ -41,14 +44,18 @@ def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff'):
         raise LvdiffError('unknown diff format %r (use one of %s)' % (fmt, ', '.join(FORMATS)))
     checks = 0
     try:
-        if header.incremental:
+        if header.incremental and header.checksum_level:
+            progress.start('checking base', None)
             for offset, length in plan.base_checks(header.checksum_level, header.sample_seed,
                                                    writer.check_max_len):
                 writer.check_from(base_fd, offset, length)
                 checks += 1
+                progress.add(length)
+        progress.start('writing', plan.data_bytes)
         for action, offset, length in plan.byte_extents(writer.data_max_len):
             if action == DATA:
                 writer.data_from(src_fd, offset, length)
+                progress.add(length)  # one call per record of up to 4 MiB; the clock is read, no syscall
             else:
                 writer.discard(offset, length)
         sha1, size = writer.finish()
@@ -63,14 +70,15 @@ def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff'):
 # --- writing a diff file safely ---------------------------------------------------------------
 
 
-def write_diff_file(dest, header, plan, src_fd, base_fd=None, fmt='lvdiff', source='the volume', on_temp=None):
+def write_diff_file(dest, header, plan, src_fd, base_fd=None, fmt='lvdiff', source='the volume', on_temp=None,
+                    progress=NO_PROGRESS):
     """Write the diff that plan describes to the file dest (write_diff's summary). It goes to a private
     temporary file next to dest (create_part: mode 0600 from its creation on, flocked so that no sweep
     removes it), fsynced and renamed to dest by us, then the directory is fsynced: the file never has a
     wider mode than 0600 (atomic_move would chmod a new dest to 0666 & ~umask first, or copy an old
     dest's mode and owner), it is owned by us whoever owned the old dest, and a crash leaves the old
     dest or the new one. on_temp(path) is told the temporary file's path (a module registers it for
-    cleanup); a failed write removes it. source names what src_fd reads, for messages."""
+    cleanup); a failed write removes it. source names what src_fd reads, for messages; progress: write_diff's."""
     try:
         fd, tmp = create_part(dest)
     except OSError as e:
@@ -79,7 +87,7 @@ def write_diff_file(dest, header, plan, src_fd, base_fd=None, fmt='lvdiff', sour
         if on_temp is not None:
             on_temp(tmp)
         try:
-            written = write_diff(fd, header, plan, src_fd, base_fd, fmt)
+            written = write_diff(fd, header, plan, src_fd, base_fd, fmt, progress)
             os.fsync(fd)
             os.rename(tmp, dest)  # while still locked: a sweep never sees a finished file
         except OSError as e:
@@ -291,10 +299,10 @@ def open_diff(path):
             yield reader
 
 
-def verify(reader):
-    """Read and verify every record and the trailer, writing nothing."""
+def verify(reader, progress=NO_PROGRESS, before=0):
+    """Read and verify every record and the trailer, writing nothing. progress: as apply's."""
     for event in reader.events():
-        pass
+        progress.update(before + reader.pos)
     return summary(reader)
 
 
@@ -313,10 +321,11 @@ def check_target(header, target_chunk_size=None):
                           % (header.chunk_size // 1024, target_chunk_size // 1024, header.chunk_size // 1024))
 
 
-def apply(reader, target_fd, base_check=True, target_chunk_size=None):
+def apply(reader, target_fd, base_check=True, target_chunk_size=None, progress=NO_PROGRESS, before=0):
     """Apply the diff onto target_fd, which holds the base state (a copy or snapshot
     of the base). Base checks are verified before the first write: a wrong base
-    changes nothing. Returns the summary."""
+    changes nothing. Returns the summary. progress is told the bytes of the diff read,
+    plus before (the files of a chain applied before this one)."""
     header = reader.header
     check_target(header, target_chunk_size)
     block = is_block_device(target_fd)
@@ -328,6 +337,7 @@ def apply(reader, target_fd, base_check=True, target_chunk_size=None):
     buf = lazy_buffer(MAX_EXTENT) if base_check else None
     grow = not block and device_size(target_fd) < size
     for kind, offset, length, payload in reader.events():
+        progress.update(before + reader.pos)
         if grow and kind != 'check':  # after the base checks, before the first write
             _grow_file(target_fd, size)
             grow = False

@@ -41,6 +41,7 @@ import stat
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import CREATED_FORMAT
 from ansible_collections.lvdiff.thin.plugins.module_utils._diffio import open_reader, verify
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils._progress import NO_PROGRESS
 
 MAX_ENTRIES = 100000
 MAX_NAME = 255
@@ -573,11 +574,12 @@ def open_backup(root, backup):
         os.close(root_fd)
 
 
-def verify_chain(root, chain):
+def verify_chain(root, chain, progress=NO_PROGRESS):
     """Read every file of chain (resolve's) whole and verify it, before anything is applied: each
     the file scanned (inode, size, header), each link checked again from the headers read. The
     first bad file is named: '<id>: <reason>'. Returns {'bytes': total file bytes, 'files': n,
-    'sha1s': [sha1 of each file], 'summaries': [_diffio's summary of each file, without its header]}."""
+    'sha1s': [sha1 of each file], 'summaries': [_diffio's summary of each file, without its header]}.
+    progress (_progress's) is told the bytes read of the whole chain."""
     if not chain:
         raise LvdiffError('an empty chain: nothing to verify')
     root_fd = _open_root(root)
@@ -589,7 +591,7 @@ def verify_chain(root, chain):
             with _reading(root_fd, backup) as reader:
                 with _named(bid):
                     _check_link(bid, reader.header, before)
-                    checked = verify(reader)
+                    checked = verify(reader, progress, done['bytes'])
             before = (bid, reader.header)
             done['bytes'] += checked['size']
             done['files'] += 1

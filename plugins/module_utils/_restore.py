@@ -16,6 +16,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMis
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import (
     LV, TAG_DIFF, TAG_ORIGIN, TMP_SUFFIX, check_name, check_name_length, check_tag, device_path, pool_in, thin_in)
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import ceil_div
+from ansible_collections.lvdiff.thin.plugins.module_utils._progress import NO_PROGRESS
 
 # Locks of runs in progress, one file per VG and name, in _lock's private directory (tests move it).
 LOCK_DIR = _lock.LOCK_DIR
@@ -25,13 +26,13 @@ REPLICA = {'permission': 'r', 'activate': False}
 
 
 def patch(lvm, src, vg, name=None, base=None, pool=None, base_check=True, final=None, tags=(),
-          check_mode=False, lvs=None, refinish=False, later=None):
+          check_mode=False, lvs=None, refinish=False, later=None, progress=NO_PROGRESS):
     """Make vg/name from the diff file src, under name's lock (none in check mode: the lock directory
     would be a change); lvpatch's result. final: REPLICA's keys, the new volume's state; tags: added to
     it besides ours. An existing name made from this very diff gets its missing tags (and final's
     state too with refinish); anything else existing is refused. lvs: vg's {name: LV}, if the caller
     has it fresh. later: a list to put the name of a volume to deactivate on, for the caller to deactivate
-    many at once (see finish)."""
+    many at once (see finish). progress (_progress's) follows the writing: phase 'applying', bytes of src read."""
     # One open file for the whole run: its header is parsed once, and what is checked is what is applied.
     with _diffio.open_diff(src) as reader:
         header = reader.header
@@ -41,20 +42,22 @@ def patch(lvm, src, vg, name=None, base=None, pool=None, base_check=True, final=
         check_name('volume group', vg)
         check_name_length(vg, name + TMP_SUFFIX, 'temporary volume')
         target = dict(REPLICA if final is None else final, vg=vg, name=name, base=base, pool=pool,
-                      base_check=base_check, tags=[check_tag(t) for t in tags], refinish=refinish, later=later)
+                      base_check=base_check, tags=[check_tag(t) for t in tags], refinish=refinish, later=later,
+                      progress=progress)
         if check_mode:
             return _restore(lvm, reader, src, target, check_mode, lvs)
         with lock(vg, name):
             return _restore(lvm, reader, src, target, check_mode, lvs)
 
 
-def patch_chain(lvm, root, chain, vg, name, pool, tags=(), final=None, check_mode=False):
+def patch_chain(lvm, root, chain, vg, name, pool, tags=(), final=None, check_mode=False, progress=NO_PROGRESS):
     """Make vg/name in pool from a chain of the backup repository root (_repository.resolve's, the full
     image first) in one temporary volume: each incremental applied onto what the files before it made,
     so that its base checks run against that state. Under name's lock (none in check mode), the target
     checked and every file of the chain verified before anything is created. restore's result. final:
     REPLICA's keys, the new volume's state; tags: added to it besides ours. An existing name made from the
-    chain's newest file gets its missing tags; anything else existing is refused."""
+    chain's newest file gets its missing tags; anything else existing is refused. progress (_progress's):
+    phase 'verifying', then 'applying', each of the chain's file bytes."""
     if not chain:
         raise LvdiffError('an empty chain: nothing to restore')
     check_name('volume', name)
@@ -62,7 +65,7 @@ def patch_chain(lvm, root, chain, vg, name, pool, tags=(), final=None, check_mod
     check_name('thin pool', pool)
     check_name_length(vg, name + TMP_SUFFIX, 'temporary volume')
     target = dict(REPLICA if final is None else final, vg=vg, name=name, pool=pool, base_check=True,
-                  tags=[check_tag(t) for t in tags], refinish=False, later=None)
+                  tags=[check_tag(t) for t in tags], refinish=False, later=None, progress=progress)
     if check_mode:
         return _restore_chain(lvm, root, chain, target, check_mode)
     with lock(vg, name):
@@ -135,8 +138,10 @@ def _restore(lvm, reader, src, t, check_mode, lvs):
             result['base_checked'] = True
         return result
 
+    t['progress'].start('applying', needed)
     summary = _build(lvm, t, base, pool, lvs, header.volume['uuid'], header.volume['size'],
-                     lambda made, size: _patch_onto(lvm, reader, made, size, t['base_check'], pool.chunk_size)[0])
+                     lambda made, size: _patch_onto(lvm, reader, made, size, t['base_check'], pool.chunk_size,
+                                                    t['progress'])[0])
     result.update(sha1=summary['sha1'], base_checked=base is not None and t['base_check'],
                   **_counts(summary, header.chunk_size))
     return result
@@ -152,7 +157,8 @@ def _restore_chain(lvm, root, chain, t, check_mode):
     existing = lvs.get(name)
     if existing is None:
         pool = _chain_pool(lvs, vg, t['pool'], chain)  # the quick refusals before the long read
-    verified = _repository.verify_chain(root, chain)
+    t['progress'].start('verifying', sum(b['file_size'] for b in chain))
+    verified = _repository.verify_chain(root, chain, t['progress'])
     sha1 = verified['sha1s'][-1]
     result.update(sha1=sha1, bytes=verified['bytes'], **_chain_counts(verified['summaries'], chain[0]['chunk_size']))
     if existing is not None:
@@ -160,8 +166,10 @@ def _restore_chain(lvm, root, chain, t, check_mode):
         return _existing(lvm, existing, t, check_mode, result)
     if check_mode:
         return result
+    t['progress'].start('applying', verified['bytes'])
     _build(lvm, t, None, pool, lvs, newest['volume_uuid'], chain[0]['volume_size'],
-           lambda made, size: _apply_chain(lvm, root, chain, verified['sha1s'], pool.chunk_size, made, size))
+           lambda made, size: _apply_chain(lvm, root, chain, verified['sha1s'], pool.chunk_size, made, size,
+                                           t['progress']))
     return result
 
 
@@ -185,18 +193,20 @@ def _chain_pool(lvs, vg, name, chain):
     return pool
 
 
-def _apply_chain(lvm, root, chain, sha1s, chunk_size, made, size):
+def _apply_chain(lvm, root, chain, sha1s, chunk_size, made, size, progress):
     """Apply every file of chain in order onto the temporary volume made; the newest file's summary."""
+    before = 0
     for backup, sha1 in zip(chain, sha1s):
         with _repository.open_backup(root, backup) as reader:
             try:
-                summary, size = _patch_onto(lvm, reader, made, size, True, chunk_size)
+                summary, size = _patch_onto(lvm, reader, made, size, True, chunk_size, progress, before)
             except (FormatError, BaseMismatchError) as e:
                 raise type(e)('%s: %s' % (backup['id'], e.msg))
         # Rewritten in place since verify_chain read it: what was applied is not what was verified.
         if summary['sha1'] != sha1:
             raise LvdiffError('%s: changed since it was verified (SHA-1 %s then, %s now); nothing was kept'
                               % (backup['id'], sha1, summary['sha1']))
+        before += summary['size']
     return summary
 
 
@@ -235,13 +245,13 @@ def _build(lvm, t, base, pool, lvs, origin_uuid, size, fill):
     return summary
 
 
-def _patch_onto(lvm, reader, made, size, base_check, chunk_size):
+def _patch_onto(lvm, reader, made, size, base_check, chunk_size, progress=NO_PROGRESS, before=0):
     """Apply reader's diff onto the temporary volume made, now size bytes, resized to the diff's volume
     size (grown before the writes, shrunk after them). (The summary of the diff, the new size.)"""
     wanted = reader.header.volume['size']
     if wanted > size:
         lvm.resize(made.vg, made.name, wanted)
-    summary = _apply(reader, made.path, base_check, chunk_size)
+    summary = _apply(reader, made.path, base_check, chunk_size, progress, before)
     if wanted < size:
         lvm.resize(made.vg, made.name, wanted)
     return summary, wanted
@@ -298,7 +308,7 @@ def finish(lvm, lv, tags=(), permission=None, activate=None, check_mode=False, r
     return change or deactivate
 
 
-def _apply(reader, device, base_check, chunk_size):
+def _apply(reader, device, base_check, chunk_size, progress, before):
     try:
         fd = os.open(device, os.O_RDWR)
     except OSError as e:
@@ -306,7 +316,8 @@ def _apply(reader, device, base_check, chunk_size):
     try:
         # No verify pass first: a corrupt or truncated file is found while writing the temporary volume,
         # which is then removed.
-        summary = _diffio.apply(reader, fd, base_check=base_check, target_chunk_size=chunk_size)
+        summary = _diffio.apply(reader, fd, base_check=base_check, target_chunk_size=chunk_size, progress=progress,
+                                before=before)
         os.fsync(fd)
     except OSError as e:
         raise LvdiffError('writing %s failed: %s (the thin pool may be full); nothing was kept' % (device, e))

@@ -35,6 +35,7 @@ import time
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_OFFSET, fill
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils._progress import NO_PROGRESS
 
 try:
     import paramiko
@@ -535,11 +536,13 @@ class RemoteSource:
 # --- the transfer --------------------------------------------------------------------------------------
 
 
-def transfer(source, target, dest, sha1=None, check=False, clock=time.monotonic):
+def transfer(source, target, dest, sha1=None, check=False, clock=time.monotonic, progress=NO_PROGRESS,
+             phase='sending'):
     """Send source to dest on the target endpoint; returns the module's result dict.
 
     sha1, if given, is trusted as the source's SHA-1 (e.g. lvdiff's result) and the
     source is not read to compute it; the target verifies the received file against it.
+    progress (_progress's) is told, in phase, the bytes the target holds of the file's size.
     """
     start = clock()
     size, computed = source.info(sha1 is None)
@@ -570,10 +573,12 @@ def transfer(source, target, dest, sha1=None, check=False, clock=time.monotonic)
         result.update(bytes_to_send=size - offset, seconds=round(clock() - start, 3))
         return result
 
-    progress = [0]
+    sent = [0]
+    progress.start(phase, size)
 
     def note(n):
-        progress[0] = n
+        sent[0] = n
+        progress.update(offset + n)
     error = None
     try:
         if size > offset:
@@ -582,16 +587,16 @@ def transfer(source, target, dest, sha1=None, check=False, clock=time.monotonic)
         error = e
     session.close_stdin()
     rc, out, err = session.finish()
-    result.update(bytes_sent=progress[0], seconds=round(clock() - start, 3))
+    result.update(bytes_sent=sent[0], seconds=round(clock() - start, 3))
     final = None
     for text in out.splitlines():
         final = parse_reply(text) or final
     if final is None:
         raise LvdiffError('the transfer to %s:%s stopped after %d bytes (rc=%d): %s; what arrived is kept in '
-                          '%s.part and the next run resumes' % (target.label, dest, progress[0], rc,
+                          '%s.part and the next run resumes' % (target.label, dest, sent[0], rc,
                                                                 (err or out).strip() or error, dest))
-    failure = outcome(final[0], final[1], dest, size, offset, progress[0])
+    failure = outcome(final[0], final[1], dest, size, offset, sent[0])
     if failure is not None:
-        failure.details.update(bytes_sent=progress[0], resumed_from=offset)
+        failure.details.update(bytes_sent=sent[0], resumed_from=offset)
         raise failure
     return result

@@ -32,6 +32,7 @@ attributes:
 extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.attributes.THIN_TOOLS
+  - lvdiff.thin.progress
 options:
   vg:
     description: Volume group holding O(lv) and O(base).
@@ -78,6 +79,13 @@ options:
       - Rewrite O(dest) even if it already holds a valid diff of the same volumes in the same state.
     type: bool
     default: false
+  progress_file:
+    description:
+      - Where to write the progress of the run (see the notes), with phase C(checking base) (when
+        O(checksum_level) is not V(0); its C(total) is null) and then C(writing), the bytes of volume data read of
+        those the diff carries.
+      - Default is C(<dest>.progress), next to the diff. An empty string writes none.
+    type: path
 notes:
   - Idempotence. O(dest) is left alone (RV(ignore:changed=false)) when it is a valid diff of the same O(lv) and
     O(base) (LVM UUIDs, thin ids), with the same options, and both volumes are read-only.
@@ -118,6 +126,14 @@ EXAMPLES = r'''
     vg: vg0
     lv: data-snap-1
     dest: /var/backups/data-snap-1.full.lvdiff
+
+- name: A long full image in the background; follow it with watch -n 2 cat /var/backups/big.lvdiff.progress
+  lvdiff.thin.lvdiff:
+    vg: vg0
+    lv: big-snap-1
+    dest: /var/backups/big.lvdiff
+  async: 7200
+  poll: 30
 
 - name: A file for the original Go lvpatch
   lvdiff.thin.lvdiff:
@@ -213,14 +229,17 @@ thin_tools_version:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils import _progress, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._backup import Differ
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import require_lib, run_module
 
 
 def run(module):
-    return Differ(Runner(module), module.check_mode, module.add_cleanup_file).diff(module.params)
+    p = module.params
+    with _progress.Progress(_progress.path_of(p['progress_file'], p['dest'], module.check_mode), 'writing',
+                            None) as progress:
+        return Differ(Runner(module), module.check_mode, module.add_cleanup_file).diff(p, progress=progress)
 
 
 def main():
@@ -234,6 +253,7 @@ def main():
             checksum_level=dict(type='int', default=2, choices=[0, 1, 2, 3]),
             format=dict(type='str', default='lvdiff', choices=['lvdiff', 'hyperlayer']),
             force=dict(type='bool', default=False),
+            progress_file=dict(type='path'),
         ),
         supports_check_mode=True,
     )

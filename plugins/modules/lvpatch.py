@@ -37,6 +37,7 @@ extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.new_volume
   - lvdiff.thin.attributes.THIN_TOOLS
+  - lvdiff.thin.progress
 options:
   src:
     description: Path of the diff file on the managed host.
@@ -64,6 +65,12 @@ options:
         C(--no-base-check); the identity check on the base's C(lvdiff_origin) tag still applies.
     type: bool
     default: true
+  progress_file:
+    description:
+      - Where to write the progress of the run (see the notes), with phase C(applying), the bytes of O(src) read
+        and applied of its size.
+      - Default is to write none.
+    type: path
 notes:
   - Idempotence. If O(name) exists and carries the tag C(lvdiff_sha1:) of this very file, only the O(tags) it
     lacks are added (RV(ignore:changed=false) when it has them all), and O(permission) and O(activate) are not
@@ -185,7 +192,7 @@ origin_uuid:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _restore
+from ansible_collections.lvdiff.thin.plugins.module_utils import _progress, _restore
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import run_module
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
@@ -193,9 +200,12 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
 
 def run(module):
     p = module.params
-    return _restore.patch(Lvm(Runner(module)), p['src'], p['vg'], name=p['name'], base=p['base'], pool=p['pool'],
-                          base_check=p['base_check'], tags=p['tags'], check_mode=module.check_mode,
-                          final={'permission': p['permission'], 'activate': p['activate']})
+    with _progress.Progress(_progress.path_of(p['progress_file'], check_mode=module.check_mode), 'applying',
+                            None) as progress:
+        return _restore.patch(Lvm(Runner(module)), p['src'], p['vg'], name=p['name'], base=p['base'],
+                              pool=p['pool'], base_check=p['base_check'], tags=p['tags'],
+                              check_mode=module.check_mode, progress=progress,
+                              final={'permission': p['permission'], 'activate': p['activate']})
 
 
 def main():
@@ -210,6 +220,7 @@ def main():
             permission=dict(type='str', choices=['r', 'rw'], default='r'),
             activate=dict(type='bool', default=False),
             tags=dict(type='list', elements='str', default=[]),
+            progress_file=dict(type='path'),
         ),
         supports_check_mode=True,
     )

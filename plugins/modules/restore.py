@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.new_volume
   - lvdiff.thin.attributes.THIN_TOOLS
+  - lvdiff.thin.progress
 options:
   repository:
     description:
@@ -79,6 +80,12 @@ options:
     description: Thin pool of O(vg) to create the volume in. Its chunk size must be the backups'.
     type: str
     required: true
+  progress_file:
+    description:
+      - Where to write the progress of the run (see the notes), with phase C(verifying) and then C(applying), each
+        the bytes of the chain's files read of their sum.
+      - Default is to write none.
+    type: path
 notes:
   - Idempotence. If O(name) exists and carries the tags C(lvdiff_sha1:) and C(lvdiff_origin:) of the newest backup
     of the chain, only the O(tags) it lacks are added (RV(ignore:changed=false) when it has them all), and
@@ -237,7 +244,7 @@ checks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _repository, _restore
+from ansible_collections.lvdiff.thin.plugins.module_utils import _progress, _repository, _restore
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, run_module
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
@@ -259,9 +266,11 @@ def run(module):
         chain = _repository.resolve(backups, point)
     except LvdiffError as e:
         raise LvdiffError(e.msg + _not_taken(found))
-    return _restore.patch_chain(Lvm(Runner(module)), root, chain, p['vg'], p['name'] or p['lv'], p['pool'],
-                                tags=p['tags'], check_mode=module.check_mode,
-                                final={'permission': p['permission'], 'activate': p['activate']})
+    with _progress.Progress(_progress.path_of(p['progress_file'], check_mode=module.check_mode), 'verifying',
+                            None) as progress:
+        return _restore.patch_chain(Lvm(Runner(module)), root, chain, p['vg'], p['name'] or p['lv'], p['pool'],
+                                    tags=p['tags'], check_mode=module.check_mode, progress=progress,
+                                    final={'permission': p['permission'], 'activate': p['activate']})
 
 
 def _point(point, pair):
@@ -303,6 +312,7 @@ def main():
             permission=dict(type='str', choices=['r', 'rw'], default='r'),
             activate=dict(type='bool', default=False),
             tags=dict(type='list', elements='str', default=[]),
+            progress_file=dict(type='path'),
         ),
         mutually_exclusive=[('point', 'pair')],
         supports_check_mode=True,

@@ -40,6 +40,7 @@ extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.ssh
   - lvdiff.thin.attributes.THIN_TOOLS
+  - lvdiff.thin.progress
 requirements:
   - C(paramiko) on the source host, when a step has O(volumes[].steps[].remote).
 options:
@@ -123,6 +124,14 @@ options:
     description: How many volumes are worked on at once (threads, each with its own SSH connection).
     type: int
     default: 2
+  progress_files:
+    description:
+      - Write each step's progress (see the notes) to C(<dest>.progress), next to its O(volumes[].steps[].dest),
+        while the step runs, with phase C(checking base) and C(writing) (as M(lvdiff.thin.lvdiff)'s), then
+        C(sending) (as M(lvdiff.thin.transfer)'s). The O(jobs) volumes worked on at once each have their own.
+      - V(false) writes none.
+    type: bool
+    default: true
 notes:
   - A SIGTERM stops the run after each volume's current diff; a transfer under way stops at once and keeps
     what arrived for the next run. Volumes not started then fail with a message saying so.
@@ -259,7 +268,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _diffio, _thinmeta, _transfer
+from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _diffio, _progress, _thinmeta, _transfer
 from ansible_collections.lvdiff.thin.plugins.module_utils._backup import Differ
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
@@ -516,14 +525,20 @@ class Sender:
                 break
         return {'created_later': created_later}
 
+    def progress(self, step):
+        """The progress file of step: writing its diff, then sending it."""
+        enabled = self.p['progress_files'] and not self.check
+        return _progress.Progress(_progress.path_of(None, step['dest']) if enabled else None, 'writing', None)
+
     def finish_step(self, v, i):
         start = time.monotonic()
         step, done, job = v.steps[i], v.done[i], v.diffs.pop(i, None)
-        if job is not None:
-            _record_diff(done, job.result if job.done else self.differ.write(job))
-        else:
-            done['changed'] = True  # check mode: the snapshot or the directory is still to be made
-        self.transfer_step(step, done, start)
+        with self.progress(step) as progress:
+            if job is not None:
+                _record_diff(done, job.result if job.done else self.differ.write(job, progress))
+            else:
+                done['changed'] = True  # check mode: the snapshot or the directory is still to be made
+            self.transfer_step(step, done, start, progress)
 
     def step_alone(self, v, i):
         """A new snapshot after a resumed step, made now that the step before it is sent: lvdiff's whole
@@ -536,16 +551,17 @@ class Sender:
         done['created'] = self.snapshot(item, step['snapshot'], lvs)
         if done['created'] and not self.check:
             lvs = self.lvm.lvs(vg)
-        if step['snapshot'] in lvs and self.spool_dir(step):
-            _record_diff(done, self.differ.diff(self.diff_options(item, step), lvs))
-        else:
-            done['changed'] = True
-        self.transfer_step(step, done, start)
+        with self.progress(step) as progress:
+            if step['snapshot'] in lvs and self.spool_dir(step):
+                _record_diff(done, self.differ.diff(self.diff_options(item, step), lvs, progress))
+            else:
+                done['changed'] = True
+            self.transfer_step(step, done, start, progress)
         return done['created'] and not self.check
 
-    def transfer_step(self, step, done, start):
+    def transfer_step(self, step, done, start, progress):
         if step['remote'] and done['sha1'] is not None:
-            sent = self.transfer(step, done['sha1'])
+            sent = self.transfer(step, done['sha1'], progress)
             done.update((k, sent[k]) for k in ('bytes_sent', 'resumed_from'))
             if 'bytes_to_send' in sent:
                 done['bytes_to_send'] = sent['bytes_to_send']
@@ -601,10 +617,10 @@ class Sender:
             self.lvm.snapshot(vg, item['lv'], name, tags, read_only=True, active=active)
         return True
 
-    def transfer(self, step, sha1):
+    def transfer(self, step, sha1, progress):
         try:
             return _transfer.transfer(_Source(step['dest'], self.stop), self.connections.get(), step['remote'],
-                                      sha1=sha1, check=self.check)
+                                      sha1=sha1, check=self.check, progress=progress)
         except BaseException:
             self.connections.drop()
             raise
@@ -660,6 +676,7 @@ def main():
             timeout=dict(type='int', default=30),
             io_timeout=dict(type='int', default=600),
             jobs=dict(type='int', default=2),
+            progress_files=dict(type='bool', default=True),
         ),
         supports_check_mode=True,
     )

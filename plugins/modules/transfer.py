@@ -31,6 +31,7 @@ attributes:
 extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.ssh
+  - lvdiff.thin.progress
 requirements:
   - C(paramiko) on the host running the module (the source host, or the controller in relay mode).
 options:
@@ -100,6 +101,13 @@ options:
     type: str
   src_key_file:
     description: Private key to log in to O(src_host) with; default as for O(key_file).
+    type: path
+  progress_file:
+    description:
+      - Where to write the progress of the run (see the notes), on the host running the module, with phase
+        C(sending) (with O(files), C(sending N/M) for the Nth of M files), the bytes the target holds of the
+        file's size.
+      - Default is to write none.
     type: path
 notes:
   - Idempotence. When O(dest) already holds a file of the same size and SHA-1, nothing is sent
@@ -232,7 +240,7 @@ files:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _transfer
+from ansible_collections.lvdiff.thin.plugins.module_utils import _batch, _progress, _transfer
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import Terminated, require_lib, run_module
 
 
@@ -254,17 +262,19 @@ class _Link:
     """The connections of a run, shared by all its files; after a failed file they are made afresh for the
     next one (a transfer that timed out may have left them unusable)."""
 
-    def __init__(self, p):
+    def __init__(self, p, progress):
         self.p = p
         self.ends = None
+        self.progress = progress
 
-    def send(self, src, dest, sha1, check):
+    def send(self, src, dest, sha1, check, phase='sending'):
         if self.ends is None:
             self.ends = _endpoints(self.p)
         target, src_end = self.ends
         source = _transfer.RemoteSource(src_end, src) if src_end else _transfer.LocalSource(src)
         try:
-            return _transfer.transfer(source, target, dest, sha1=sha1, check=check)
+            return _transfer.transfer(source, target, dest, sha1=sha1, check=check, progress=self.progress,
+                                      phase=phase)
         except BaseException:
             self.close()
             raise
@@ -280,16 +290,19 @@ def run(module):
     p = module.params
     if p['sha1'] is not None:  # refused before any connection
         _transfer.check_sha1(p['sha1'])
-    link = _Link(p)
+    progress = _progress.Progress(_progress.path_of(p['progress_file'], check_mode=module.check_mode), 'sending',
+                                  None)
+    link = _Link(p, progress)
     try:
         if p['files'] is None:
             result = link.send(p['src'], p['dest'], p['sha1'], module.check_mode)
         else:
             link.ends = _endpoints(p)  # a host that cannot be reached fails the run, not each file
             files = []
-            for f in p['files']:
+            for n, f in enumerate(p['files'], 1):
                 try:
-                    done = dict(link.send(f['src'], f['dest'], f['sha1'], module.check_mode), failed=False)
+                    done = dict(link.send(f['src'], f['dest'], f['sha1'], module.check_mode,
+                                          'sending %d/%d' % (n, len(p['files']))), failed=False)
                 except Terminated:
                     raise
                 except Exception as e:  # this file's failure; the others are still sent
@@ -298,6 +311,7 @@ def run(module):
             result = {'changed': any(f['changed'] for f in files), 'files': files}
     finally:
         link.close()
+        progress.close()
     result['relay'] = bool(p['src_host'])
     return result
 
@@ -324,6 +338,7 @@ def main():
             src_port=dict(type='int'),
             src_user=dict(type='str'),
             src_key_file=dict(type='path'),
+            progress_file=dict(type='path'),
         ),
         supports_check_mode=True,
         required_one_of=[('src', 'files')],

@@ -14,7 +14,7 @@ import yaml
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _backup, _diffio, _errors, _lvm
+from ansible_collections.lvdiff.thin.plugins.module_utils import _backup, _diffio, _errors, _lvm, _progress
 from ansible_collections.lvdiff.thin.plugins.modules import lvdiff, lvdiff_info
 
 from ansible_collections.lvdiff.thin.tests.support.volumes import build, materialize
@@ -319,3 +319,45 @@ def test_an_unwritable_directory_is_named(world, run_module, monkeypatch):
     rc, res = run_module(lvdiff, args(world))
     dest = args(world)['dest']
     assert rc == 1 and res['msg'] == 'cannot create a temporary file next to %s: Permission denied' % dest
+
+
+# --- progress: <dest>.progress while the diff is written, gone afterwards ------------------------------
+
+
+@pytest.fixture
+def progress_watch(monkeypatch):
+    """What every progress file held just after each time it was put in place (lvdiff renames its diff with
+    os.rename: every os.replace is a progress file's)."""
+    seen = []
+    replace = os.replace
+
+    def watched(src, dst, *a, **kw):
+        replace(src, dst, *a, **kw)
+        with open(dst) as f:
+            seen.append((str(dst), stat.S_IMODE(os.stat(dst).st_mode), json.loads(f.read())))
+    monkeypatch.setattr(os, 'replace', watched)
+    monkeypatch.setattr(_progress.Progress.__init__, '__defaults__', (_progress.time.monotonic, _progress.time.time, 0))
+    return seen
+
+
+def test_progress_file_next_to_dest_while_writing_then_removed(world, run_module, progress_watch):
+    rc, res = run_module(lvdiff, args(world, checksum_level=3))
+    assert rc == 0 and res['changed'], res
+    total = res['data_chunks'] * CS
+    writing = [s for p, mode, s in progress_watch if s['phase'] == 'writing']
+    assert {(p, mode) for p, mode, s in progress_watch} == {(res['dest'] + '.progress', 0o600)}
+    assert any(0 < s['done'] < total for s in writing) and writing[-1]['done'] == total
+    assert all(s['total'] == total for s in writing)
+    assert [s['phase'] for p, mode, s in progress_watch][0] == 'checking base'
+    assert sorted(os.listdir(world.out)) == ['d.lvdiff']
+
+
+def test_progress_file_elsewhere_none_or_not_in_check_mode(world, run_module, progress_watch, tmp_path):
+    rc, res = run_module(lvdiff, args(world, progress_file=str(tmp_path / 'p')))
+    assert rc == 0 and {p for p, mode, s in progress_watch} == {str(tmp_path / 'p')}
+    assert not os.path.exists(tmp_path / 'p')
+    del progress_watch[:]
+    for kw, check in (({'progress_file': '', 'force': True}, False), ({'force': True}, True)):
+        rc, res = run_module(lvdiff, args(world, **kw), check_mode=check)
+        assert rc == 0 and res['changed'], res
+    assert progress_watch == [] and sorted(os.listdir(world.out)) == ['d.lvdiff']

@@ -354,3 +354,29 @@ def test_created_is_the_header_time_given(world, run_module):
     v = res['volumes'][0]
     assert v['failed'] and v['msg'] == "created '2026-02-03 04:05' is not a UTC time as YYYY-mm-ddTHH:MM:SSZ", v
     assert not os.path.exists(bad['volumes'][0]['steps'][0]['dest'])
+
+
+def test_each_step_writes_its_progress_file_then_sends_and_removes_it(world, run_module, monkeypatch):
+    seen = []
+    replace = os.replace
+
+    def watched(src, dst, *a, **kw):  # every os.replace here is a progress file's
+        replace(src, dst, *a, **kw)
+        with open(dst) as f:
+            seen.append((str(dst), json.loads(f.read())))
+    monkeypatch.setattr(os, 'replace', watched)
+    rc, res = run_module(send, args(world, vol(world)))
+    assert rc == 0 and res['changed'] is True, res
+    s = res['volumes'][0]['steps'][0]
+    assert {p for p, x in seen} == {s['dest'] + '.progress'}
+    phases = [x['phase'] for p, x in seen]
+    assert phases[-1] == 'sending' and 'writing' in phases and phases.index('writing') < phases.index('sending')
+    sending = [x for p, x in seen if x['phase'] == 'sending']
+    assert all(x['total'] == s['size'] and 0 < x['done'] <= s['size'] for x in sending)
+    assert sorted(os.listdir(world.out)) == [os.path.basename(s['dest'])]
+
+    del seen[:]
+    rc, res = run_module(send, args(world, vol(world, steps=[step(world, 'vol-rep-3', 'vol-rep-2')]),
+                                    progress_files=False))
+    assert rc == 0 and res['changed'] is True and not res['volumes'][0]['failed'], res
+    assert seen == [] and not any(n.endswith('.progress') for n in os.listdir(world.out))
