@@ -101,12 +101,12 @@ def _newest_first(items):
     return sorted(items, key=lambda x: (x['time'], x['name']), reverse=True)
 
 
-def snapshots_of(src_rows, uuid):
-    """The role's snapshots of the volume with LV UUID uuid, newest first (the first is the one a
-    new diff starts from: the pending snapshot, or else the last common one)."""
+def snapshots_of(src_rows, uuid, tag=TAG_SNAP):
+    """The role's snapshots (those tagged tag) of the volume with LV UUID uuid, newest first (the first
+    is the one a new diff starts from: the pending snapshot, or else the last common one)."""
     snaps = []
     for r in src_rows:
-        if TAG_SNAP in r['tags'] and tag_value(r, TAG_OF) == uuid and stamp(r['lv_name']):
+        if tag in r['tags'] and tag_value(r, TAG_OF) == uuid and stamp(r['lv_name']):
             snaps.append({'name': r['lv_name'], 'uuid': r['lv_uuid'], 'time': stamp(r['lv_name']),
                           'size': int(r['lv_size'] or 0), 'replica': None})
     return _newest_first(snaps)

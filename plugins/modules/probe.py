@@ -40,6 +40,13 @@ options:
         description: The thin volume itself (not one of its snapshots or replicas).
         type: str
         required: true
+  snapshot_tag:
+    description:
+      - The LVM tag of the snapshots a volume's changes are counted since (with C(lvdiff_rep_of:<the volume's LV
+        UUID>)). V(lvdiff_rep_snap) for the role C(lvdiff.thin.replicate), V(lvdiff_bak_snap) for backups.
+    type: str
+    default: lvdiff_rep_snap
+    choices: [lvdiff_rep_snap, lvdiff_bak_snap]
   jobs:
     description:
       - How many C(thin_delta) runs at once, on the one metadata snapshot of a pool (each reads it only).
@@ -156,17 +163,22 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
 
-def _volume(report, rows, item):
+TAG_BAK_SNAP = 'lvdiff_bak_snap'
+# A volume made by the roles is never itself a volume to back up or replicate.
+_ROLE_TAGS = (_replicate.TAG_SNAP, _replicate.TAG_REPLICA, TAG_BAK_SNAP)
+
+
+def _volume(report, rows, item, tag):
     """(result so far, volume LV, since LV or None) of one item, or LvdiffError."""
     vg, name = check_name('volume group', item['vg']), item['lv']
     if vg not in report:
         raise LvdiffError('volume group %s does not exist on this host' % vg)
     lvs = report[vg]
     lv = thin_in(lvs, vg, name)
-    if _replicate.TAG_SNAP in lv.tags or _replicate.TAG_REPLICA in lv.tags:
-        raise LvdiffError('%s/%s is a snapshot or replica made by the replicate role; give the volume itself'
+    if any(t in lv.tags for t in _ROLE_TAGS):
+        raise LvdiffError('%s/%s is a snapshot or replica made by a role of lvdiff.thin; give the volume itself'
                           % (vg, name))
-    snaps = _replicate.snapshots_of(rows[vg], lv.uuid)
+    snaps = _replicate.snapshots_of(rows[vg], lv.uuid, tag)
     since = lvs[snaps[0]['name']] if snaps else None
     if since is not None and (since.pool != lv.pool or since.thin_id is None):
         raise LvdiffError('snapshot %s/%s of %s is not a thin volume of pool %s' % (vg, since.name, name, lv.pool))
@@ -250,8 +262,10 @@ def run(module):
     rows = rows_of(report)
     parsed = dict((vg, _replicate.rows(r)) for vg, r in rows.items())
 
+    tag = module.params['snapshot_tag']
+
     def prepare(item):
-        item['result'], item['lv_'], item['since_'], item['pool_'] = _volume(report, parsed, item)
+        item['result'], item['lv_'], item['since_'], item['pool_'] = _volume(report, parsed, item, tag)
     _each(items, prepare)
 
     _count_pools(runner, [item for item in items if 'failed' not in item['result']], module.params['jobs'])
@@ -270,6 +284,8 @@ def main():
                 vg=dict(type='str', required=True),
                 lv=dict(type='str', required=True),
             )),
+            snapshot_tag=dict(type='str', default=_replicate.TAG_SNAP,
+                              choices=[_replicate.TAG_SNAP, TAG_BAK_SNAP]),
             jobs=dict(type='int', default=2),
         ),
         supports_check_mode=True,

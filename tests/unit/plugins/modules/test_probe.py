@@ -18,6 +18,7 @@ from ansible_collections.lvdiff.thin.tests.support.metadata import use_metadata_
 
 CS = 4096
 OF = _replicate.TAG_OF
+TAG_BAK = probe.TAG_BAK_SNAP
 
 
 def lv(name, thin_id, size, attr='Vwi-a-tz--', tags=(), pool='pool', uuid=None):
@@ -151,7 +152,7 @@ def test_each_bad_volume_fails_alone(world, run_module):
     assert msgs[:6] == [
         'volume vg/missing does not exist',
         'volume vg/plain is not a thin volume (lv_attr -wi-a-----)',
-        'vg/data-rep-20260101T000000Z is a snapshot or replica made by the replicate role; give the volume itself',
+        'vg/data-rep-20260101T000000Z is a snapshot or replica made by a role of lvdiff.thin; give the volume itself',
         'volume group novg does not exist on this host',
         "volume group '-bad' is not a valid LVM name (letters, digits, + _ . -, not starting with -)",
         "volume '--all' is not a valid LVM name (letters, digits, + _ . -, not starting with -)",
@@ -201,3 +202,18 @@ def test_every_returned_field_is_documented(world, run_module):
     fields = set(doc['volumes']['contains'])
     for v in res['volumes']:
         assert not set(v) - fields, sorted(set(v) - fields)
+
+
+def test_snapshot_tag_picks_which_role_s_snapshots_count(world, run_module):
+    # a backup snapshot of data, newer than its replication snapshots, at the volume's present state
+    world.rows.append(lv('data-bak-20260102T000000Z', 2, world.new, 'Vri---tz-k', [TAG_BAK, OF + 'U-data']))
+    rc, rep = run_module(probe, volumes('data'))
+    rc, bak = run_module(probe, dict(volumes('data', 'same'), snapshot_tag=TAG_BAK))
+    assert rep['volumes'][0]['since'] == 'data-rep-20260101T000000Z' and rep['volumes'][0]['changed_since']
+    data, same = bak['volumes']
+    assert (data['since'], data['data_chunks'], data['discard_chunks'], data['changed_since']) == (
+        'data-bak-20260102T000000Z', 0, 0, False)
+    assert same['since'] is None and same['changed_since'] is True, 'no backup snapshot yet: a full image'
+    rc, res = run_module(probe, volumes('data-bak-20260102T000000Z'))
+    assert res['volumes'][0]['msg'] == ('vg/data-bak-20260102T000000Z is a snapshot or replica made by a role of '
+                                        'lvdiff.thin; give the volume itself')
