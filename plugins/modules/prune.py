@@ -37,7 +37,7 @@ attributes:
 extends_documentation_fragment:
   - lvdiff.thin.attributes
 options:
-  root:
+  repository:
     description:
       - The root of the backup repository. It may itself be a symlink; nothing below it is followed through a
         symlink.
@@ -114,12 +114,12 @@ options:
     type: bool
     default: false
 notes:
-  - The repository is untrusted. Directories are opened below O(root) without following symlinks, a directory
+  - The repository is untrusted. Directories are opened below O(repository) without following symlinks, a directory
     may hold at most 100000 entries, and only headers are read.
   - A file's identity is checked just before its name is removed; a file put in its place in between, by a
     process that can write to the volume's directory, would be removed instead. Do not run two prunes of one
     repository at once.
-  - Reported ids and paths are relative to O(root); names that are not printable UTF-8 are escaped.
+  - Reported ids and paths are relative to O(repository); names that are not printable UTF-8 are escaped.
 seealso:
   - module: lvdiff.thin.repository_info
   - module: lvdiff.thin.restore
@@ -128,7 +128,7 @@ seealso:
 EXAMPLES = r'''
 - name: Keep 7 daily, 4 weekly and 6 monthly backups of two volumes of web1
   lvdiff.thin.prune:
-    root: /srv/backups
+    repository: /srv/backups
     volumes:
       - {host: web1, vg: vg0, lv: data}
       - {host: web1, vg: vg0, lv: logs}
@@ -146,7 +146,7 @@ EXAMPLES = r'''
 
 - name: What the policy would remove, orphans too, without removing anything
   lvdiff.thin.prune:
-    root: /srv/backups
+    repository: /srv/backups
     volumes: "{{ backup_volumes }}"
     policy: "{{ retention }}"
     prune_orphans: true
@@ -192,7 +192,7 @@ volumes:
       elements: dict
       contains:
         id:
-          description: The backup's path relative to O(root).
+          description: The backup's path relative to O(repository).
           type: str
           sample: web1/vg0/data/20261202T030000Z-incr.lvdiff
         created:
@@ -255,7 +255,7 @@ volumes:
           why: its header pairs place it in web2/vg0/data
       contains:
         path:
-          description: Its path relative to O(root).
+          description: Its path relative to O(repository).
           type: str
         why:
           description: Why it is not taken.
@@ -269,7 +269,7 @@ volumes:
           msg: "not a diff file: it starts with b'GIF89a, not a d', neither the lvdiff magic nor HYPERLAYER/1.0"
       contains:
         path:
-          description: Its path relative to O(root).
+          description: Its path relative to O(repository).
           type: str
         msg:
           description: Why it cannot be read.
@@ -322,7 +322,7 @@ _BYTES = ('bytes_freed', 'bytes_kept')
 
 def run(module):
     p = module.params
-    root = p['root']
+    root = p['repository']
     places = []
     for item in p['volumes']:  # a bad name fails the run before anything is removed
         place = tuple(_repository.check_name(item[key], level)
@@ -478,7 +478,7 @@ def _changed(dir_fd, backup):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            root=dict(type='path', required=True),
+            repository=dict(type='path', required=True),
             volumes=dict(type='list', elements='dict', required=True, options=dict(
                 host=dict(type='str', required=True),
                 vg=dict(type='str', required=True),

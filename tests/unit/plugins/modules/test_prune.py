@@ -72,7 +72,7 @@ def vols(*places):
 
 
 def run_prune(run_module, root, policy, places=(VOL,), check_mode=False, **options):
-    rc, res = run_module(prune, dict(options, root=root, volumes=vols(*places), policy=policy),
+    rc, res = run_module(prune, dict(options, repository=root, volumes=vols(*places), policy=policy),
                          check_mode=check_mode)
     assert rc == 0 and 'failed' not in res, res
     del res['invocation']
@@ -319,14 +319,14 @@ def test_two_hosts_with_the_same_vg_and_lv_stay_apart(repo, run_module, tmp_path
     ({'volumes': vols(OTHER_HOST, VOL, OTHER_HOST)}, 'volume web2/vg0/data is listed twice in volumes')])
 def test_a_bad_option_fails_and_removes_nothing(repo, run_module, options, msg):
     before = listing(repo)
-    args = dict({'root': repo, 'volumes': vols(VOL, OTHER_HOST), 'policy': KEEP_LAST_1}, **options)
+    args = dict({'repository': repo, 'volumes': vols(VOL, OTHER_HOST), 'policy': KEEP_LAST_1}, **options)
     rc, res = run_module(prune, args)
     assert rc == 1 and res['msg'].startswith(msg), res['msg']
     assert listing(repo) == before
 
 
 def test_a_repository_that_cannot_be_opened_fails(run_module, tmp_path):
-    rc, res = run_module(prune, {'root': str(tmp_path / 'nowhere'), 'volumes': vols(VOL), 'policy': KEEP_LAST_1})
+    rc, res = run_module(prune, {'repository': str(tmp_path / 'nowhere'), 'volumes': vols(VOL), 'policy': KEEP_LAST_1})
     assert rc == 1 and res['msg'] == 'cannot open the backup repository %s: No such file or directory' % (
         tmp_path / 'nowhere')
 
