@@ -246,6 +246,12 @@ volumes:
               missing (see RV(volumes[].orphans)) and in a volume whose backups cannot be linked.
           type: str
           sample: web1/vg0/data/20261201T030000Z-full.lvdiff
+        volume_uuid:
+          description:
+            - The LV UUID of the volume (the snapshot) the diff was made from, from its header (escaped if not
+              printable, at most 255 characters); the backup role finds a backup's source snapshot by it.
+          type: str
+          sample: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC
 partial:
   description: Leftovers of transfers in progress or interrupted (C(.part), C(.part.sha1)), never backups; paths.
   returned: always
@@ -367,7 +373,8 @@ def _volume(root, place, backups, verify, list_files):
             result['verified'], result['errors'] = _verify(root, vid, paths, backups)
     if list_files:
         result['files'] = [{'id': b['id'], 'created': b['created'], 'full': b['full'], 'file_size': b['file_size'],
-                            'base': None if b['full'] else kept_of.get(b['base_uuid'])} for b in backups]
+                            'base': None if b['full'] else kept_of.get(b['base_uuid']),
+                            'volume_uuid': _repository._said(b['volume_uuid'])} for b in backups]
     return result
 
 
