@@ -98,7 +98,7 @@ def start(volumes, host, defaults, now=None, check_mode=False):
 def _repository_volumes(state, info):
     """{(vg, lv): repository_info's volume entry} of this host, or a message for every volume."""
     if not isinstance(info, dict) or info.get('failed') or not isinstance(info.get('volumes'), list):
-        return None, 'repository: %s' % ((info or {}).get('msg') or 'repository_info returned no volumes')
+        return None, dict(info or {}, msg=(info or {}).get('msg') or 'repository_info returned no volumes')
     found = {}
     for entry in info['volumes']:
         if entry.get('host') != state['host']:
@@ -144,7 +144,7 @@ def probed(state, probe, repository_info):
             _fail(v, 'probe', pr)
             continue
         if repo_error:
-            _fail(v, 'repository', {'msg': repo_error})
+            _fail(v, 'repository', repo_error)
             continue
         try:
             v['uuid'] = pr['uuid']
