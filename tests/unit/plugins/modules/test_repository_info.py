@@ -122,14 +122,16 @@ def test_the_files_of_one_volume_are_listed_when_it_alone_is_asked_for(repo, run
     one = dict(zip(('host', 'vg', 'lv'), VOL))
     res = info(run_module, repo, **one)
     files = [{'id': rel(VOL, x), 'created': TIMES[x], 'full': BASES[x] is None, 'file_size': size(repo, VOL, x),
-              'base': rel(VOL, BASES[x]) if x in 'DF' else None, 'volume_uuid': 'UUID-' + x} for x in 'ACDEF']  # C's base B is missing
+              'base': rel(VOL, BASES[x]) if x in 'DF' else None, 'volume_uuid': 'UUID-' + x}
+             for x in 'ACDEF']  # C's base B is missing
     assert [v['files'] for v in res['volumes']] == [files]
     assert 'files' not in info(run_module, repo, list_files=False, **one)['volumes'][0]
     listed = info(run_module, repo, list_files=True)['volumes']
     assert [v['files'] for v in listed] == [files, [dict(files[3], id=rel(OTHER_VG, 'I'), created=TIMES['I'],
                                                          file_size=size(repo, OTHER_VG, 'I'), volume_uuid='UUID-I')],
                                             [{'id': rel(OTHER_HOST, 'G'), 'created': TIMES['G'], 'full': True,
-                                              'file_size': size(repo, OTHER_HOST, 'G'), 'base': None, 'volume_uuid': 'UUID-G'},
+                                              'file_size': size(repo, OTHER_HOST, 'G'), 'base': None,
+                                              'volume_uuid': 'UUID-G'},
                                              {'id': rel(OTHER_HOST, 'H'), 'created': TIMES['H'], 'full': False,
                                               'file_size': size(repo, OTHER_HOST, 'H'),
                                               'base': rel(OTHER_HOST, 'G'), 'volume_uuid': 'UUID-H'}]]
