@@ -85,8 +85,8 @@ def check_name(kind, name, reserve=0):
     return name
 
 
-def snapshot_name(lv, time):
-    return check_name('snapshot name', '%s%s%s' % (lv, SNAP_INFIX, time))
+def snapshot_name(lv, time, infix=SNAP_INFIX):
+    return check_name('snapshot name', '%s%s%s' % (lv, infix, time))
 
 
 def default_prefix(host, vg, lv):
