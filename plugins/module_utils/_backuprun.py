@@ -28,9 +28,8 @@ import json
 from ansible_collections.lvdiff.thin.plugins.module_utils import _repository, _retention
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._replicate import (
-    PlanError, TAG_OF, TIME_FORMAT, _by_position, _fail, rows, snapshot_name, snapshots_of, stamp)
+    PlanError, TAG_BAK_SNAP, TAG_OF, TIME_FORMAT, _by_position, _fail, rows, snapshot_name, snapshots_of, stamp)
 
-TAG_BAK_SNAP = 'lvdiff_bak_snap'
 SNAP_INFIX = '-bak-'
 STAGES = ('start', 'probed', 'sent', 'pruned', 'rotated')
 _UTC = datetime.timezone.utc

@@ -29,6 +29,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import TAG_ORIGIN
 TAG_SNAP = 'lvdiff_rep_snap'
 TAG_REPLICA = 'lvdiff_rep_replica'
 TAG_OF = 'lvdiff_rep_of:'
+TAG_BAK_SNAP = 'lvdiff_bak_snap'  # the backup role's snapshots (module_utils/_backuprun.py)
 SNAP_INFIX = '-rep-'
 TIME_FORMAT = '%Y%m%dT%H%M%SZ'
 _TIME = re.compile(r'-(\d{8}T\d{6}Z)$')

@@ -163,9 +163,8 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
 
-TAG_BAK_SNAP = 'lvdiff_bak_snap'
 # A volume made by the roles is never itself a volume to back up or replicate.
-_ROLE_TAGS = (_replicate.TAG_SNAP, _replicate.TAG_REPLICA, TAG_BAK_SNAP)
+_ROLE_TAGS = (_replicate.TAG_SNAP, _replicate.TAG_REPLICA, _replicate.TAG_BAK_SNAP)
 
 
 def _volume(report, rows, item, tag):
@@ -285,7 +284,7 @@ def main():
                 lv=dict(type='str', required=True),
             )),
             snapshot_tag=dict(type='str', default=_replicate.TAG_SNAP,
-                              choices=[_replicate.TAG_SNAP, TAG_BAK_SNAP]),
+                              choices=[_replicate.TAG_SNAP, _replicate.TAG_BAK_SNAP]),
             jobs=dict(type='int', default=2),
         ),
         supports_check_mode=True,

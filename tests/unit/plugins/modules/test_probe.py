@@ -18,7 +18,7 @@ from ansible_collections.lvdiff.thin.tests.support.metadata import use_metadata_
 
 CS = 4096
 OF = _replicate.TAG_OF
-TAG_BAK = probe.TAG_BAK_SNAP
+TAG_BAK = _replicate.TAG_BAK_SNAP
 
 
 def lv(name, thin_id, size, attr='Vwi-a-tz--', tags=(), pool='pool', uuid=None):
