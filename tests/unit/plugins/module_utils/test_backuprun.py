@@ -304,4 +304,3 @@ def test_check_mode_plans_and_reports_but_sends_nothing(tmp_path):
         name_time(T2), name_time(T1), os.path.join(w.root, 'web1/vg0/data/%s-incr.lvdiff' % name_time(T2)))
     assert 'would prune 1 backup(s)' in res['summary']
     assert len(w.repository()['volumes'][0]['files']) == 1
-
