@@ -346,12 +346,14 @@ def _report_step(state, s):
     sent_bytes = int(r.get('bytes_sent') or 0)
     out = {'kind': s['kind'], 'full': s['full'], 'snapshot': s['snapshot'], 'base': s['base'], 'file': s['remote'],
            'created': s['created'], 'why': s['why'], 'sent': 'sent' in s, 'size': r.get('size'),
-           'bytes_sent': sent_bytes, 'seconds': seconds, 'rate': int(sent_bytes / seconds) if seconds else 0}
+           'bytes_sent': sent_bytes, 'resumed_from': int(r.get('resumed_from') or 0), 'seconds': seconds,
+           'rate': int(sent_bytes / seconds) if seconds else 0}
     what = '%s %s%s' % (s['kind'], s['snapshot'], ' against %s' % s['base'] if s['base'] else '')
     if state['check_mode']:
         out['summary'] = 'would send %s -> %s' % (what, s['remote'])
     elif 'sent' in s:
-        out['summary'] = '%s: %d bytes sent in %.1f s -> %s' % (what, sent_bytes, seconds, s['remote'])
+        resumed = ' (resumed at byte %d)' % out['resumed_from'] if out['resumed_from'] else ''
+        out['summary'] = '%s: %d bytes sent%s in %.1f s -> %s' % (what, sent_bytes, resumed, seconds, s['remote'])
     else:
         out['summary'] = '%s: not sent' % what
     return out

@@ -4,7 +4,8 @@
 # of src into a repository directory on dst (a plain directory, no LVM there), the clock injected through
 # backup_now (no sleeping): fulls and incrementals by policy, writes and discards between runs, pruning. Then
 # three points restored on dst and compared by sha256 with the source at that time, from the repository and
-# from a copy of it. Idempotent runs are checked on the recap: changed=0.
+# from a copy of it. Idempotent runs are checked on the recap: changed=0. Then a transfer killed midway and
+# resumed by the next run, and a second host (dst) with the same VG/LV names backing up into the same repository.
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${GUEST_INVENTORY:?run through tests/integration/run.sh, or export GUEST_INVENTORY}"
@@ -37,5 +38,7 @@ unchanged
 run rerun.yml --check
 unchanged
 run restore.yml
+run killed.yml
+run two_hosts.yml
 run cleanup.yml
 echo "backup: all $step steps passed"

@@ -87,7 +87,7 @@ class World:
                               'dest': s['dest'], 'remote': s['remote'], 'changed': True,
                               'size': os.path.getsize(path), 'sha1': 'f' * 40, 'data_chunks': 3,
                               'discard_chunks': 0, 'checks': 1, 'bytes_sent': os.path.getsize(path),
-                              'resumed_from': 0, 'seconds': 2.0})
+                              'resumed_from': 0 if s['create'] else 100, 'seconds': 2.0})
             res = {'vg': 'vg0', 'lv': item['lv'], 'changed': True, 'failed': failed, 'steps': steps}
             if failed:
                 res.update(msg='transfer failed: connection reset', bytes_sent=512, resumed_from=0)
@@ -228,6 +228,8 @@ def test_a_snapshot_left_by_an_interrupted_run_is_sent_first_then_a_new_one(tmp_
     assert (new['snapshot'], new['base'], new['create']) == ('data-bak-' + name_time(T3), resume['snapshot'], True)
     res = third['rotated']['results'][0]
     assert [s['kind'] for s in res['steps']] == ['resume', 'incremental']
+    assert [s['resumed_from'] for s in res['steps']] == [100, 0]  # what the .part kept, in the role's output
+    assert '(resumed at byte 100)' in res['steps'][0]['summary']
     assert w.repository()['volumes'][0]['chains'][0]['ids'] == [
         'web1/vg0/data/%s-%s.lvdiff' % (name_time(t), k) for t, k in ((T1, 'full'), (T2, 'incr'), (T3, 'incr'))]
     assert third['pruned']['rotate']['remove'] == [{'vg': 'vg0', 'lv': 'data-bak-' + name_time(T1),
