@@ -73,10 +73,12 @@ class LvdiffWriter(StreamWriter):
 
     def __init__(self, out_fd, header, compress_level=None, key=None):
         level = _compress_level(compress_level)
-        # Everything that can fail for want of a library or a key, before the first byte.
+        # Everything that can fail for want of a library or a key, before the header is changed and the
+        # first byte written.
         self._compressor = Compressor(level) if level is not None else None
+        self._seal, encryption = seal_for_writing(key) if key is not None else (None, None)
         header.compression = {'algorithm': ZSTD, 'level': level} if level is not None else None
-        self._seal, header.encryption = seal_for_writing(key) if key is not None else (None, None)
+        header.encryption = encryption
         header.format_version = 2 if level is not None or key is not None else FORMAT_VERSION
         super().__init__(out_fd, header)
         self.counts = {'check': 0, 'data': 0, 'discard': 0}

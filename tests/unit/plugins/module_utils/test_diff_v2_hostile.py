@@ -98,7 +98,7 @@ def refused(pair, tmp_path, path, match, error=FormatError, key=None, both=False
                 _diffio.apply_file(path, fd, key=key, verify_first=verify_first)
         finally:
             os.close(fd)
-        assert type(info.value) is error and str(info.value) == match
+        assert info.type is error and str(info.value) == match
         assert sha256_file(target) == before, 'the target was changed'
     return str(info.value)
 
