@@ -17,9 +17,14 @@ import zlib
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
     MAX_EXTENT, MAX_OFFSET, BufferedHasher, Closing, fill, lazy_buffer, read_exact, write_all)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils._seal import (
+    ALGORITHMS as SEAL_ALGORITHMS, KEY_ID_BYTES, SALT_BYTES, SCRYPT, scrypt_problem)
+from ansible_collections.lvdiff.thin.plugins.module_utils._zstd import (
+    ALGORITHM as ZSTD, MAX_LEVEL as ZSTD_MAX_LEVEL, MIN_LEVEL as ZSTD_MIN_LEVEL)
 
 TOOL_VERSION = 'lvdiff.thin 0.1.0'
 FORMAT_VERSION = 1  # of the lvdiff format, the default a DiffHeader carries
+FORMAT_VERSIONS = (1, 2)  # what our lvdiff reader reads; 2 only for compressed or encrypted files
 CREATED_FORMAT = '%Y-%m-%dT%H:%M:%SZ'  # a header's creation time (UTC), as our writers record it
 CHECK_DIGESTS = {'sha256': 32, 'crc32': 4}
 # Caps on what a hostile file can make a reader hold or parse (docs/format.md): a header is
@@ -35,17 +40,20 @@ class DiffHeader:
 
     volume: {'name', 'uuid', 'thin_id', 'size'}; base: the same or None (full image);
     sizes in bytes. check_digest: how CHECK digests are computed ('sha256', or
-    'crc32' as 4 big-endian bytes for HyperLayer files).
+    'crc32' as 4 big-endian bytes for HyperLayer files). compression and encryption:
+    None, or what a version 2 file says about them (the writer fills them in).
     """
 
     FIELDS = ('format', 'format_version', 'tool', 'created', 'volume', 'base', 'chunk_size',
-              'checksum_level', 'sample_seed', 'check_digest', 'pool_transaction', 'pairs')
+              'checksum_level', 'sample_seed', 'check_digest', 'pool_transaction', 'pairs',
+              'compression', 'encryption')
     DEFAULTS = {'tool': TOOL_VERSION, 'created': None, 'base': None, 'sample_seed': 0,
-                'check_digest': 'sha256', 'pool_transaction': None}
+                'check_digest': 'sha256', 'pool_transaction': None, 'compression': None, 'encryption': None}
+    _V2_FIELDS = ('compression', 'encryption')
 
     def __init__(self, volume, chunk_size, base=None, checksum_level=2, sample_seed=0, pairs=None,
                  created=None, tool=TOOL_VERSION, check_digest='sha256', pool_transaction=None,
-                 format='lvdiff', format_version=FORMAT_VERSION):
+                 format='lvdiff', format_version=FORMAT_VERSION, compression=None, encryption=None):
         self.format = format
         self.format_version = format_version
         self.tool = tool
@@ -58,6 +66,8 @@ class DiffHeader:
         self.check_digest = check_digest
         self.pool_transaction = pool_transaction
         self.pairs = dict(pairs or {})
+        self.compression = compression
+        self.encryption = encryption
 
     @property
     def incremental(self):
@@ -75,6 +85,9 @@ class DiffHeader:
     def _json(self):
         d = self.as_dict()
         del d['format'], d['format_version']
+        if self.format_version == 1:  # byte for byte what version 1 writers always wrote
+            for key in self._V2_FIELDS:
+                del d[key]
         return json.dumps(d, ensure_ascii=False, sort_keys=True, separators=(',', ':')).encode('utf-8')
 
     def validate(self):
@@ -83,7 +96,8 @@ class DiffHeader:
         return self
 
     @classmethod
-    def _from_json(cls, body):
+    def _from_json(cls, body, version=FORMAT_VERSION):
+        """The header in a HEADER record's JSON body, of a file of this format version."""
         try:
             d = json.loads(bytes(body).decode('utf-8'), object_pairs_hook=_no_duplicates)
         except (UnicodeDecodeError, ValueError) as e:
@@ -92,8 +106,17 @@ class DiffHeader:
             raise FormatError('diff header is not valid JSON: nested too deeply')
         if not isinstance(d, dict):
             raise FormatError('diff header is not a JSON object')
+        for key in cls._V2_FIELDS:
+            if version == 1 and key in d:
+                raise FormatError('diff header: a version 1 file carries %r, which only version 2 files have' % key)
+            if version == 2 and key not in d:
+                raise FormatError('diff header: a version 2 file must say %r (null or an object)' % key)
+        if version == 2 and d['compression'] is None and d['encryption'] is None:
+            raise FormatError('diff header: a version 2 file with neither compression nor encryption '
+                              '(such a file is written as version 1)')
         known = dict(cls.DEFAULTS)
         known.update((k, d[k]) for k in cls.FIELDS if k in d and k not in ('format', 'format_version'))
+        known['format_version'] = version
         validate_fields(known)
         return cls(**known)
 
@@ -166,6 +189,46 @@ def validate_fields(d):
     for key, value in pairs.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise FormatError('diff header: pair %r is not text to text' % (key,))
+    compression = _object(d, 'compression', ('algorithm', 'level'))
+    encryption = _object(d, 'encryption', ('algorithm', 'key_id', 'file_salt', 'kdf'))
+    if (compression or encryption) and d.get('format_version', FORMAT_VERSION) == 1:
+        raise FormatError('diff header: compression and encryption need format version 2, not 1')
+    if compression is not None:
+        if _field(compression, 'algorithm', (str,), 'compression.') != ZSTD:
+            raise FormatError('diff header: unknown compression algorithm %r (this reader knows %s)'
+                              % (compression['algorithm'], ZSTD))
+        _field(compression, 'level', (int,), 'compression.', ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL)
+    if encryption is not None:
+        if _field(encryption, 'algorithm', (str,), 'encryption.') not in SEAL_ALGORITHMS:
+            raise FormatError('diff header: unknown encryption algorithm %r (this reader knows %s)'
+                              % (encryption['algorithm'], ', '.join(SEAL_ALGORITHMS)))
+        _hex(encryption, 'key_id', KEY_ID_BYTES, 'encryption.')
+        _hex(encryption, 'file_salt', SALT_BYTES, 'encryption.')
+        kdf = _object(encryption, 'kdf', ('algorithm', 'salt', 'n', 'r', 'p'), 'encryption.')
+        if kdf is not None:
+            if _field(kdf, 'algorithm', (str,), 'encryption.kdf.') != SCRYPT:
+                raise FormatError('diff header: unknown key derivation %r (this reader knows %s)'
+                                  % (kdf['algorithm'], SCRYPT))
+            _hex(kdf, 'salt', SALT_BYTES, 'encryption.kdf.')
+            problem = scrypt_problem(*(_field(kdf, k, (int,), 'encryption.kdf.', 1) for k in 'nrp'))
+            if problem:
+                raise FormatError('diff header: encryption.kdf refused: %s' % problem)
+
+
+def _object(d, key, keys, prefix=''):
+    """d[key]: null, or an object of exactly these keys (what a file encrypts with is never guessed at:
+    a key this reader does not know is refused, not ignored)."""
+    v = _field(d, key, (dict, None), prefix)
+    if v is not None and sorted(v) != sorted(keys):
+        raise FormatError('diff header: %s%s has the keys %s, not %s' % (prefix, key, ', '.join(sorted(v)) or 'none',
+                                                                         ', '.join(keys)))
+    return v
+
+
+def _hex(d, key, nbytes, prefix):
+    v = _field(d, key, (str,), prefix)
+    if len(v) != 2 * nbytes or v.strip('0123456789abcdef'):
+        raise FormatError('diff header: %s%s %r is not %d lowercase hex digits' % (prefix, key, v[:80], 2 * nbytes))
 
 
 def digest_of_range(algorithm, fd, offset, length, buf):
@@ -193,12 +256,14 @@ class StreamWriter:
     whole stream, computed on a second core. End every writer with finish() or abort():
     both stop the hashing thread."""
 
+    _bufsize = MAX_EXTENT
+
     def __init__(self, out_fd, header):
         header.validate()  # never write a header that a reader refuses
         self.fd = out_fd
         self.header = header
         self.size = 0
-        self.hasher = BufferedHasher(hashlib.sha1(), MAX_EXTENT)
+        self.hasher = BufferedHasher(hashlib.sha1(), self._bufsize)
 
     def _emit(self, *parts):
         write_all(self.fd, parts)
@@ -284,9 +349,14 @@ class StreamReader(Closing):
     it ends; close() (or a with block) stops it if events() was left early or never run."""
 
     _bufsize = MAX_EXTENT
+    encrypted = compressed = False
 
-    def __init__(self, f):
+    def __init__(self, f, key=None):
         self.f = f
+        self.key = key
+        # For messages: the file's path when f has one.
+        name = getattr(f, 'name', None)
+        self.name = name if isinstance(name, str) else 'the diff'
         self.pos = 0
         self.size = None
         self.sha1 = None
@@ -295,13 +365,24 @@ class StreamReader(Closing):
         self.hasher = HeaderHasher(hashlib.sha1(), self._bufsize)
         self._started = False
 
-    def events(self):
+    def events(self, decode=True):
+        """Each record, verified, as (kind, offset, length, payload). decode=False: what a host without the
+        key (or without zstandard) can verify, the payloads of DATA and CHECK records None (see
+        docs/format.md). Refused before any event: decoding an encrypted file without a key, or any
+        unencrypted file with one (it proves nothing about who wrote it)."""
         if self._started:
             raise LvdiffError('a diff reader reads its records once')
         self._started = True
+        if decode and self.encrypted and self.key is None:
+            raise LvdiffError('%s is encrypted (key id %s): give key_file or passphrase'
+                              % (self.name, self.header.encryption['key_id']))
+        if decode and self.key is not None and not self.encrypted:
+            raise LvdiffError('%s is not encrypted, but a key was given (%s): refused, since anyone can write an '
+                              'unencrypted file in place of an encrypted one; read it without a key if you trust '
+                              'where it comes from' % (self.name, self.key.describe()))
         self.hasher = BufferedHasher(self.hasher.hashobj, self._bufsize, nbuf=3)
         try:
-            yield from self._events()
+            yield from self._events(decode)
         finally:
             self.hasher.close()
 

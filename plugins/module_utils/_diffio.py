@@ -18,7 +18,7 @@ import tempfile
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
     MAX_EXTENT, ZEROS, device_size, discard, is_block_device, lazy_buffer, pwrite_all)
-from ansible_collections.lvdiff.thin.plugins.module_utils._codec import digest_of_range
+from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader, digest_of_range
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
     BaseMismatchError, FormatError, LvdiffError)
 from ansible_collections.lvdiff.thin.plugins.module_utils._format import MAGIC, LvdiffReader, LvdiffWriter
@@ -26,19 +26,25 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._hyperlayer import (
     MAGIC as HL_MAGIC, HyperlayerReader, HyperlayerWriter)
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DATA
 from ansible_collections.lvdiff.thin.plugins.module_utils._progress import NO_PROGRESS
+from ansible_collections.lvdiff.thin.plugins.module_utils._seal import TAG, encryption_placeholder
 
 FORMATS = ('lvdiff', 'hyperlayer')
 _READ_BUFFER = 1 << 20
 
 
-def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff', progress=NO_PROGRESS):
+def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff', progress=NO_PROGRESS, compress_level=None,
+               key=None):
     """Write the diff that plan describes, reading data from src_fd and base checks
     from base_fd. Returns the stream's sha1, size and counts. progress (_progress's) counts the
     bytes read: phase 'checking base' (its total unknown without a second pass over the plan),
-    then 'writing', of the plan's data bytes."""
+    then 'writing', of the plan's data bytes. compress_level (zstd's, 1-19) and key (a _seal.Key):
+    a version 2 lvdiff file, compressed and/or encrypted; None: version 1, as before."""
     if fmt == 'lvdiff':
-        writer = LvdiffWriter(out_fd, header)
+        writer = LvdiffWriter(out_fd, header, compress_level, key)
     elif fmt == 'hyperlayer':
+        if compress_level is not None or key is not None:
+            raise LvdiffError('a HyperLayer file cannot be compressed or encrypted (the Go lvpatch reads neither); '
+                              'use format lvdiff to compress or encrypt')
         writer = HyperlayerWriter(out_fd, header, plan.data_chunks + plan.discard_chunks)
     else:
         raise LvdiffError('unknown diff format %r (use one of %s)' % (fmt, ', '.join(FORMATS)))
@@ -64,21 +70,23 @@ def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff', progres
         raise
     return {'sha1': sha1, 'size': size, 'checks': checks,
             'data_chunks': plan.data_chunks, 'discard_chunks': plan.discard_chunks,
-            'data_bytes': plan.data_bytes, 'discard_bytes': plan.discard_bytes}
+            'data_bytes': plan.data_bytes, 'discard_bytes': plan.discard_bytes,
+            'stored_data_bytes': getattr(writer, 'stored_data_bytes', plan.data_bytes)}
 
 
 # --- writing a diff file safely ---------------------------------------------------------------
 
 
 def write_diff_file(dest, header, plan, src_fd, base_fd=None, fmt='lvdiff', source='the volume', on_temp=None,
-                    progress=NO_PROGRESS):
+                    progress=NO_PROGRESS, compress_level=None, key=None):
     """Write the diff that plan describes to the file dest (write_diff's summary). It goes to a private
     temporary file next to dest (create_part: mode 0600 from its creation on, flocked so that no sweep
     removes it), fsynced and renamed to dest by us, then the directory is fsynced: the file never has a
     wider mode than 0600 (atomic_move would chmod a new dest to 0666 & ~umask first, or copy an old
     dest's mode and owner), it is owned by us whoever owned the old dest, and a crash leaves the old
     dest or the new one. on_temp(path) is told the temporary file's path (a module registers it for
-    cleanup); a failed write removes it. source names what src_fd reads, for messages; progress: write_diff's."""
+    cleanup); a failed write removes it. source names what src_fd reads, for messages; progress, compress_level
+    and key: write_diff's."""
     try:
         fd, tmp = create_part(dest)
     except OSError as e:
@@ -87,7 +95,7 @@ def write_diff_file(dest, header, plan, src_fd, base_fd=None, fmt='lvdiff', sour
         if on_temp is not None:
             on_temp(tmp)
         try:
-            written = write_diff(fd, header, plan, src_fd, base_fd, fmt, progress)
+            written = write_diff(fd, header, plan, src_fd, base_fd, fmt, progress, compress_level, key)
             os.fsync(fd)
             os.rename(tmp, dest)  # while still locked: a sweep never sees a finished file
         except OSError as e:
@@ -244,6 +252,7 @@ class _Replay:
     def __init__(self, head, f):
         self._head = head
         self._f = f
+        self.name = getattr(f, 'name', None)
 
     def _take(self, n):
         out, self._head = self._head[:n], self._head[n:]
@@ -268,8 +277,9 @@ class _Replay:
         return out + self._f.readline(limit - len(out)) if len(out) < limit else out
 
 
-def open_reader(f):
-    """A reader for the diff in binary file object f (a file or a pipe), by its magic."""
+def open_reader(f, key=None):
+    """A reader for the diff in binary file object f (a file or a pipe), by its magic. key (a _seal.Key):
+    to read an encrypted file's records; its header is read without one."""
     if not hasattr(f, 'peek'):
         f = io.BufferedReader(f, _READ_BUFFER)
     head = f.peek(len(HL_MAGIC))[:len(HL_MAGIC)]
@@ -278,9 +288,9 @@ def open_reader(f):
         head = f.read(len(HL_MAGIC))
         f = _Replay(head, f)
     if head.startswith(MAGIC[:len(head)]) and len(head) >= len(MAGIC):
-        return LvdiffReader(f)
+        return LvdiffReader(f, key)
     if head == HL_MAGIC:
-        return HyperlayerReader(f)
+        return HyperlayerReader(f, key)
     if not head:
         raise FormatError('the diff file is empty')
     raise FormatError('not a diff file: it starts with %r, neither the lvdiff magic nor HYPERLAYER/1.0'
@@ -288,29 +298,43 @@ def open_reader(f):
 
 
 @contextlib.contextmanager
-def open_diff(path):
-    """Open the diff at path and yield its reader."""
+def open_diff(path, key=None):
+    """Open the diff at path and yield its reader (key: open_reader's)."""
     try:
         f = open(path, 'rb', buffering=_READ_BUFFER)
     except OSError as e:
         raise LvdiffError('cannot open diff file %s: %s' % (path, e.strerror))
     with f:
-        with open_reader(f) as reader:  # stops the reader's hashing thread, whatever happens
+        with open_reader(f, key) as reader:  # stops the reader's hashing thread, whatever happens
             yield reader
 
 
-def verify(reader, progress=NO_PROGRESS, before=0):
-    """Read and verify every record and the trailer, writing nothing. progress: as apply's."""
-    for event in reader.events():
+def verify(reader, progress=NO_PROGRESS, before=0, decode=None):
+    """Read and verify every record and the trailer, writing nothing. progress: as apply's. decode
+    (reader.events'): None verifies all a reader can: everything with the key or for a file that is not
+    encrypted; without the key, what a keyless host can (framing, CRCs, order, counts, the SHA-1)."""
+    if decode is None:
+        decode = not (reader.encrypted and reader.key is None)
+    for event in reader.events(decode):
         progress.update(before + reader.pos)
-    return summary(reader)
+    result = summary(reader)
+    result['decoded'] = decode
+    return result
 
 
 def summary(reader):
+    """What a reader knows of its diff; the counts, sizes and ratio once its records have been read."""
     h = reader.header
+    stored = getattr(reader, 'stored_data_bytes', reader.data_bytes)
+    done = reader.sha1 is not None
     return {'format': h.format, 'header': h.as_dict(), 'sha1': reader.sha1, 'size': reader.size,
             'records': dict(reader.counts), 'data_bytes': reader.data_bytes,
-            'discard_bytes': reader.discard_bytes}
+            'discard_bytes': reader.discard_bytes,
+            'compression': h.compression['algorithm'] if h.compression else 'none',
+            'encryption': h.encryption['algorithm'] if h.encryption else 'none',
+            'key_id': h.encryption['key_id'] if h.encryption else None,
+            'stored_data_bytes': stored if done else None,
+            'compression_ratio': round(reader.data_bytes / stored, 3) if done and stored else None}
 
 
 def check_target(header, target_chunk_size=None):
@@ -325,7 +349,8 @@ def apply(reader, target_fd, base_check=True, target_chunk_size=None, progress=N
     """Apply the diff onto target_fd, which holds the base state (a copy or snapshot
     of the base). Base checks are verified before the first write: a wrong base
     changes nothing. Returns the summary. progress is told the bytes of the diff read,
-    plus before (the files of a chain applied before this one)."""
+    plus before (the files of a chain applied before this one). An encrypted diff needs a
+    reader opened with its key (refused before any event otherwise)."""
     header = reader.header
     check_target(header, target_chunk_size)
     block = is_block_device(target_fd)
@@ -385,37 +410,51 @@ def check_base_range(fd, header, offset, length, expected, buf):
                                                header.base.get('uuid')))
 
 
-def apply_file(path, target_fd, base_check=True, target_chunk_size=None, verify_first=True):
-    """Apply the diff file at path. verify_first reads and verifies the whole file
+def apply_file(path, target_fd, base_check=True, target_chunk_size=None, verify_first=True, key=None):
+    """Apply the diff file at path (encrypted: with its key). verify_first reads and verifies the whole file
     before the first write, so that a corrupt or truncated file changes nothing even
     on a target that cannot be thrown away; lvpatch writes into a temporary volume
     instead and skips this second read."""
     if verify_first:
-        _verify_file(path, target_chunk_size)
-    with open_diff(path) as reader:
+        _verify_file(path, target_chunk_size, key)
+    with open_diff(path, key) as reader:
         return apply(reader, target_fd, base_check=base_check, target_chunk_size=target_chunk_size)
 
 
-def _verify_file(path, target_chunk_size):
+def _verify_file(path, target_chunk_size, key):
     # A function of its own, so that this reader's buffers are freed before apply's reader exists.
-    with open_diff(path) as reader:
+    with open_diff(path, key) as reader:
         check_target(reader.header, target_chunk_size)
-        verify(reader)
+        verify(reader, decode=True)  # all that apply will check, tags and frames included
 
 
-def estimate_size(header, plan, fmt='lvdiff'):
-    """The size in bytes of the diff that write_diff would write (exact for lvdiff,
-    within a few bytes per record for HyperLayer), without reading any data."""
+def estimate_size(header, plan, fmt='lvdiff', compress_level=None, key=None):
+    """The size in bytes of the diff that write_diff would write (exact for lvdiff, encrypted or not;
+    within a few bytes per record for HyperLayer), without reading any data. Compressed: an upper
+    bound, the size uncompressed (a record is never stored larger), since only the data tells."""
     if fmt == 'hyperlayer':
         checks = sum(1 for c in plan.base_checks(header.checksum_level, header.sample_seed, header.chunk_size))
         w = plan.data_chunks + plan.discard_chunks
         return 400 + sum(len(k) + len(v) * 2 + 6 for k, v in header.pairs.items()) + checks * 40 + (
             1 if checks else 0) + w * 20 + plan.data_bytes + plan.discard_bytes
-    record = 28  # head + crc
+    v2 = compress_level is not None or key is not None
+    record = 28 + (TAG if key is not None else 0)  # head + crc (+ tag)
     checks = sum(1 for c in plan.base_checks(header.checksum_level, header.sample_seed)) if header.incremental else 0
     data_records = sum(1 for a, o, n in plan.byte_extents() if a == DATA)
     discards = plan.extents - sum(1 for a, b, n in plan.chunk_extents() if a == DATA)
-    trailer = '{"data_bytes":%d,"discard_bytes":%d,"records":{"check":%d,"data":%d,"discard":%d},"sha1":"%s"}' % (
-        plan.data_bytes, plan.discard_bytes, checks, data_records, discards, '0' * 40)
-    return (12 + record + len(header._json()) + checks * (record + 32) + data_records * record
-            + plan.data_bytes + discards * record + record + len(trailer))
+    trailer = '{"data_bytes":%d,"discard_bytes":%d,"records":{"check":%d,"data":%d,"discard":%d},"sha1":"%s"%s}' % (
+        plan.data_bytes, plan.discard_bytes, checks, data_records, discards, '0' * 40,
+        ',"stored_data_bytes":%d' % plan.data_bytes if v2 else '')
+    return (12 + record + len(_header_as_written(header, compress_level, key)._json()) + checks * (record + 32)
+            + data_records * record + plan.data_bytes + discards * record + record + len(trailer))
+
+
+def _header_as_written(header, compress_level, key):
+    """A copy of header with what LvdiffWriter fills in, of the same JSON size (salts and key id placeholders)."""
+    if compress_level is None and key is None:
+        return header
+    copy = DiffHeader(**header.as_dict())
+    copy.format_version = 2
+    copy.compression = {'algorithm': 'zstd', 'level': compress_level} if compress_level is not None else None
+    copy.encryption = encryption_placeholder(key) if key is not None else None
+    return copy

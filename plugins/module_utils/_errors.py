@@ -26,6 +26,28 @@ class FormatError(LvdiffError):
     """A diff file that is corrupt, truncated, of an unknown format or version."""
 
 
+class WrongKeyError(LvdiffError):
+    """An encrypted diff and a key or passphrase that is not the one it was made with: never "corrupt"."""
+
+
+class MissingLibraryError(LvdiffError):
+    """A Python library that only some diffs need (zstandard to compress, cryptography to encrypt)
+    is not installed. lib: its name for missing_required_lib; exception: the ImportError's text."""
+
+    def __init__(self, lib, needed_for, import_error=None):
+        super().__init__('%s needs the Python library %s, which is not installed: %s' % (
+            needed_for, lib, _INSTALL_HINTS.get(lib, 'install it')))
+        self.lib = lib
+        self.exception = str(import_error) if import_error is not None else None
+
+
+# Where each optional library comes from on the managed host's usual systems.
+_INSTALL_HINTS = {
+    'zstandard': 'install python3-zstandard (Debian, Ubuntu; EPEL on RHEL-family hosts) or pip install zstandard',
+    'cryptography': 'install python3-cryptography (Debian, Ubuntu, RHEL-family) or pip install cryptography',
+}
+
+
 class BaseMismatchError(LvdiffError):
     """The target's base does not hold the data the diff was made against."""
 

@@ -3,13 +3,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""The lvdiff diff format, version 1 (specified in docs/format.md); the header model and
-the stream bases it shares with the HyperLayer codec are in _codec.
+"""The lvdiff diff format, versions 1 and 2 (specified in docs/format.md); the header model and
+the stream bases it shares with the HyperLayer codec are in _codec, zstd frames in _zstd,
+encryption in _seal.
 
 A file is MAGIC, a u32 version, then records: HEADER, CHECK*, (DATA|DISCARD)*, TRAILER.
-Every record is a 24-byte head, a body, and a CRC-32 of head and body. The trailer
+Every record is a 24-byte head, a body, and a CRC-32 of head and body as stored. The trailer
 holds the record counts and the SHA-1 of every byte before it; nothing may follow it.
 Written and read strictly in order, so a diff can go through a pipe or SSH.
+
+Version 2 (written only when compression or encryption is asked for) keeps all of this and
+adds two record flags: COMPRESSED (a DATA payload that is one zstd frame) and SEALED (the body
+ends with an AEAD tag; CHECK and DATA payloads encrypted). Whatever needs no key (framing,
+CRCs, order, counts, the SHA-1) is checked by any reader.
 """
 
 from __future__ import annotations
@@ -18,10 +24,15 @@ import json
 import struct
 import zlib
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT, lazy_buffer
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import (
-    CHECK_DIGESTS, FORMAT_VERSION, MAX_HEADER, TOOL_VERSION, DiffHeader, StreamReader, StreamWriter)
+    CHECK_DIGESTS, FORMAT_VERSION, FORMAT_VERSIONS, MAX_HEADER, TOOL_VERSION, DiffHeader, StreamReader,
+    StreamWriter)
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import FormatError, LvdiffError
+from ansible_collections.lvdiff.thin.plugins.module_utils._seal import (
+    SEAL_SLACK, TAG, BadTag, Seal, record_key_for_reading, seal_for_writing)
+from ansible_collections.lvdiff.thin.plugins.module_utils._zstd import (
+    ALGORITHM as ZSTD, MAX_LEVEL, MIN_LEVEL, BadFrame, Compressor, Decompressor)
 
 MAGIC = b'\x89LVDIFF\n'
 _PREAMBLE = struct.Struct('<8sI')
@@ -30,10 +41,21 @@ _HEAD = struct.Struct('<BBHIQQ')
 _CRC = struct.Struct('<I')
 HEADER, CHECK, DATA, DISCARD, TRAILER = (ord(c) for c in 'HCDZT')
 _NAMES = {HEADER: 'HEADER', CHECK: 'CHECK', DATA: 'DATA', DISCARD: 'DISCARD', TRAILER: 'TRAILER'}
+# Record flags, version 2 only: a DATA payload that is one zstd frame; a body that ends with an AEAD tag.
+COMPRESSED, SEALED = 0x01, 0x02
 MAX_DATA = 16 << 20
-# The largest record body of each type; TRAILER is a few counts and a SHA-1.
+# The largest record body (a sealed one: TAG more) of each type; TRAILER is a few counts and a SHA-1.
 _BODY_LIMIT = {HEADER: MAX_HEADER, CHECK: max(CHECK_DIGESTS.values()), DATA: MAX_DATA, DISCARD: 0,
                TRAILER: 4096}
+_SEALED_TYPES = (CHECK, DATA)  # encrypted; the others stay plaintext, authenticated
+
+
+def _compress_level(level):
+    if level is None:
+        return None
+    if isinstance(level, bool) or not isinstance(level, int) or not MIN_LEVEL <= level <= MAX_LEVEL:
+        raise LvdiffError('compression level %r: zstd levels here are %d to %d' % (level, MIN_LEVEL, MAX_LEVEL))
+    return level
 
 
 class LvdiffWriter(StreamWriter):
@@ -41,26 +63,52 @@ class LvdiffWriter(StreamWriter):
 
     Call check_from() for every base check, then data_from()/discard() ascending,
     then finish(), which returns (sha1 hex of the whole stream, its size).
+    compress_level: None, or zstd's level (1-19) for DATA records; key: None, or the
+    _seal.Key to encrypt with. With either, the file is version 2 and the writer fills in
+    header.compression and header.encryption; without, it is version 1, as always.
     """
 
     check_max_len = data_max_len = MAX_EXTENT
+    _bufsize = MAX_EXTENT + SEAL_SLACK  # a sealed DATA body goes into a pool buffer too
 
-    def __init__(self, out_fd, header):
+    def __init__(self, out_fd, header, compress_level=None, key=None):
+        level = _compress_level(compress_level)
+        # Everything that can fail for want of a library or a key, before the header is changed and the
+        # first byte written.
+        self._compressor = Compressor(level) if level is not None else None
+        self._seal, encryption = seal_for_writing(key) if key is not None else (None, None)
+        header.compression = {'algorithm': ZSTD, 'level': level} if level is not None else None
+        header.encryption = encryption
+        header.format_version = 2 if level is not None or key is not None else FORMAT_VERSION
         super().__init__(out_fd, header)
         self.counts = {'check': 0, 'data': 0, 'discard': 0}
-        self.data_bytes = self.discard_bytes = 0
+        self.data_bytes = self.discard_bytes = self.stored_data_bytes = 0
+        self.index = 0
         body = header._json()
         if len(body) > MAX_HEADER:
             self.abort()
             raise LvdiffError('the diff header would be %d bytes, more than the %d a reader accepts: '
                               'use fewer or shorter pairs' % (len(body), MAX_HEADER))
-        self._emit(_PREAMBLE.pack(MAGIC, FORMAT_VERSION))
-        self._record(HEADER, 0, 0, body)
+        preamble = _PREAMBLE.pack(MAGIC, header.format_version)
+        self._emit(preamble)
+        self._record(HEADER, 0, 0, body, preamble)
 
-    def _record(self, rtype, offset, length, body=b''):
-        head = _HEAD.pack(rtype, 0, 0, len(body), offset, length)
+    def _head(self, rtype, flags, payload_len, offset, length):
+        if self._seal is not None:
+            return _HEAD.pack(rtype, flags | SEALED, 0, payload_len + TAG, offset, length)
+        return _HEAD.pack(rtype, flags, 0, payload_len, offset, length)
+
+    def _record(self, rtype, offset, length, payload=b'', aad_prefix=b''):
+        head = self._head(rtype, 0, len(payload), offset, length)
+        if self._seal is None:
+            body = payload
+        elif rtype in _SEALED_TYPES:
+            body = self._seal.encrypt(self.index, aad_prefix + head, payload)
+        else:
+            body = payload + self._seal.tag(self.index, aad_prefix + head, payload)
         crc = _CRC.pack(zlib.crc32(body, zlib.crc32(head)))
         self._emit(head, body, crc)
+        self.index += 1
 
     def check_from(self, base_fd, offset, length):
         self._record(CHECK, offset, length, self._digest_pooled(base_fd, offset, length, self.header.check_digest))
@@ -68,11 +116,38 @@ class LvdiffWriter(StreamWriter):
 
     def data_from(self, src_fd, offset, length):
         buf, view = self._read_pooled(src_fd, offset, length)
-        head = _HEAD.pack(DATA, 0, 0, length, offset, length)
+        payload, flags = view, 0
+        try:
+            if self._compressor is not None:
+                frame = self._compressor.compress(view)
+                if len(frame) < length:  # else stored raw: incompressible data costs a reader nothing
+                    payload, flags = frame, COMPRESSED
+            head = self._head(DATA, flags, len(payload), offset, length)
+            if self._seal is not None:
+                out = self.hasher.buffer()
+                try:
+                    sealed = memoryview(out)[:self._seal.encrypt_into(self.index, head, payload, out)]
+                except BaseException:
+                    self.hasher.release(out)
+                    raise
+                self.hasher.release(buf)
+                buf, view = out, sealed
+            elif payload is not view:
+                self.hasher.release(buf)
+                buf, view = None, memoryview(payload)
+        except BaseException:
+            if buf is not None:
+                self.hasher.release(buf)
+            raise
         crc = _CRC.pack(zlib.crc32(view, zlib.crc32(head)))
-        self._emit_pooled(buf, view, head, crc)
+        if buf is None:
+            self._emit(head, payload, crc)
+        else:
+            self._emit_pooled(buf, view, head, crc)
+        self.index += 1
         self.counts['data'] += 1
         self.data_bytes += length
+        self.stored_data_bytes += len(payload)
 
     def discard(self, offset, length):
         self._record(DISCARD, offset, length)
@@ -83,6 +158,8 @@ class LvdiffWriter(StreamWriter):
         before = self.hasher.result().hexdigest()
         trailer = {'records': self.counts, 'data_bytes': self.data_bytes,
                    'discard_bytes': self.discard_bytes, 'sha1': before}
+        if self.header.format_version == 2:
+            trailer['stored_data_bytes'] = self.stored_data_bytes
         self._record(TRAILER, 0, 0, json.dumps(trailer, sort_keys=True, separators=(',', ':')).encode())
         return super().finish()
 
@@ -91,32 +168,48 @@ class LvdiffWriter(StreamWriter):
 
 
 class LvdiffReader(StreamReader):
-    """Reads and verifies a diff from a binary file object, strictly in order.
+    """Reads and verifies a diff (version 1 or 2) from a binary file object, strictly in order.
 
-    ``header`` is read at construction. ``events()`` yields ('check', offset, length,
-    digest), ('data', offset, length, payload) and ('discard', offset, length, None),
-    each record verified before it is yielded; a payload view is valid until the
-    next event. After the last event the trailer has been verified and ``sha1``
-    (of the whole file), ``size`` and ``counts`` are set.
+    ``header`` is read at construction, with no key and no library: repository scans read the
+    headers of encrypted files on hosts that hold no key. With a key, the key id is checked
+    there too (WrongKeyError). ``events()`` yields ('check', offset, length, digest),
+    ('data', offset, length, payload) and ('discard', offset, length, None), each record
+    verified (CRC, and with decode its tag, decrypted, decompressed) before it is yielded; a
+    payload view is valid until the next event. After the last event the trailer has been
+    verified and ``sha1`` (of the whole file), ``size``, ``counts`` and ``stored_data_bytes``
+    are set.
     """
 
-    _bufsize = MAX_DATA
+    _bufsize = MAX_DATA + SEAL_SLACK
 
-    def __init__(self, f):
-        super().__init__(f)
-        self.index = 0
+    def __init__(self, f, key=None):
+        super().__init__(f, key)
+        self.index = 0  # records read so far
+        self.record = 0  # the record being read, for messages
+        self.stored_data_bytes = 0
+        self._seal = self._record_key = self._decompressor = self._plain = None
         pre = self._read(_PREAMBLE.size, 'the file preamble')
         magic, version = _PREAMBLE.unpack(pre)
         if magic != MAGIC:
             raise FormatError('not an lvdiff file: bad magic %r' % magic)
-        if version != FORMAT_VERSION:
-            raise FormatError('diff format version %d is not supported by %s (it reads version %d); '
-                              'upgrade the collection' % (version, TOOL_VERSION, FORMAT_VERSION))
+        if version not in FORMAT_VERSIONS:
+            raise FormatError('diff format version %d is not supported by %s (it reads versions %s); upgrade the '
+                              'collection' % (version, TOOL_VERSION, ' and '.join(map(str, FORMAT_VERSIONS))))
+        self.version = version
+        self._preamble = pre
         self.hasher.submit(pre)
-        rtype, offset, length, body = self._next_record()
+        start = self.pos
+        rtype, flags, offset, length, body, head = self._next_record()
         if rtype != HEADER:
             raise FormatError('record 0 is %s, expected HEADER' % _NAMES.get(rtype, rtype))
-        self.header = DiffHeader._from_json(body)
+        self._header_record = (start, head, bytes(body))
+        self.header = DiffHeader._from_json(body[:-TAG] if flags & SEALED else body, version)
+        self.encrypted = self.header.encryption is not None
+        self.compressed = self.header.compression is not None
+        self._check_sealed(start, HEADER, flags)
+        if key is not None and self.encrypted:
+            # Only the key id: stdlib, before any tag. The AEAD (cryptography) when records are decoded.
+            self._record_key = record_key_for_reading(key, self.header.encryption, self.name)
 
     def _read(self, n, what):
         data = self.f.read(n)
@@ -126,19 +219,36 @@ class LvdiffReader(StreamReader):
         return data
 
     def _fail(self, start, msg):
-        return FormatError('corrupt diff: record %d at file offset %d: %s' % (self.index, start, msg))
+        return FormatError('corrupt diff: record %d at file offset %d: %s' % (self.record, start, msg))
+
+    def _check_sealed(self, start, rtype, flags):
+        if bool(flags & SEALED) != self.encrypted:
+            raise self._fail(start, '%s record %s sealed in a file whose header %s' % (
+                _NAMES[rtype], 'is' if flags & SEALED else 'is not',
+                'names no encryption' if flags & SEALED else 'says it is encrypted'))
 
     def _next_record(self):
-        """Read one record, verify its CRC; the body is a view, valid until the next call."""
+        """Read one record, verify its CRC: (type, flags, offset, length, body, head); the body is a view,
+        valid until the next call."""
         start = self.pos
+        self.record = self.index
         head = self._read(_HEAD.size, 'record %d' % self.index)
         rtype, flags, reserved, body_len, offset, length = _HEAD.unpack(head)
-        if rtype not in _NAMES or flags or reserved:
-            # A flipped bit in a head may show here before the CRC is read.
-            raise self._fail(start, 'unknown record type %d or non-zero flags' % rtype)
-        if body_len > _BODY_LIMIT[rtype]:
+        # A flipped bit in a head may show here before the CRC is read.
+        if rtype not in _NAMES or reserved:
+            raise self._fail(start, 'unknown record type %d or non-zero reserved field' % rtype)
+        if flags and self.version == 1:
+            raise self._fail(start, '%s record with flags 0x%02x in a version 1 file (which has none)'
+                             % (_NAMES[rtype], flags))
+        if flags & ~(COMPRESSED | SEALED) or (flags & COMPRESSED and rtype != DATA):
+            raise self._fail(start, '%s record with unknown flags 0x%02x' % (_NAMES[rtype], flags))
+        limit = _BODY_LIMIT[rtype] + (TAG if flags & SEALED else 0)
+        if body_len > limit:
             raise self._fail(start, '%s body length %d is larger than any valid one (%d)'
-                             % (_NAMES[rtype], body_len, _BODY_LIMIT[rtype]))
+                             % (_NAMES[rtype], body_len, limit))
+        if flags & SEALED and body_len < TAG:
+            raise self._fail(start, 'sealed %s record of %d bytes, shorter than its %d-byte tag'
+                             % (_NAMES[rtype], body_len, TAG))
         if rtype == TRAILER:  # the trailer holds the digest of everything before it
             self._digest_before_trailer = self.hasher.result().hexdigest()
         buf = self.hasher.buffer() if body_len else None
@@ -160,10 +270,52 @@ class LvdiffReader(StreamReader):
             self.hasher.submit(body, buf)
         self.hasher.submit(crc_bytes)
         self.index += 1
-        return rtype, offset, length, body
+        return rtype, flags, offset, length, body, head
 
-    def _events(self):
+    # --- decoding (with the key; zstd) ---
+
+    def _tag_failed(self, start, rtype, offset, length):
+        return FormatError('corrupt or forged diff: record %d at file offset %d: %s record (volume offset %d, '
+                           'length %d) fails its authentication tag: it was changed, moved, or taken from another '
+                           'file' % (self.record, start, _NAMES[rtype], offset, length))
+
+    def _authenticated(self, start, rtype, offset, length, head, body):
+        """The plaintext payload of a sealed record once its tag is checked: decrypted (CHECK, DATA) or
+        as stored without its tag."""
+        aad = self._preamble + head if rtype == HEADER else head
+        try:
+            if rtype not in _SEALED_TYPES:
+                self._seal.check_tag(self.record, aad, body[:-TAG], body[-TAG:])
+                return body[:-TAG]
+            if rtype == CHECK:
+                return self._seal.decrypt(self.record, aad, body)
+            if self._plain is None:
+                self._plain = lazy_buffer(MAX_DATA + SEAL_SLACK)
+            return self._seal.decrypt_into(self.record, aad, body, self._plain)
+        except BadTag:
+            raise self._tag_failed(start, rtype, offset, length)
+
+    def _decompress(self, start, offset, length, frame):
+        if self._decompressor is None:
+            self._decompressor = Decompressor()  # MissingLibraryError, only once a frame is to be read
+        try:
+            return self._decompressor.decompress(frame, length)
+        except BadFrame as e:
+            raise self._fail(start, 'compressed DATA record (volume offset %d, length %d): %s' % (offset, length, e))
+
+    def _start_decoding(self):
+        """The AEAD, and the HEADER record's tag checked (record 0): before any other record is read."""
+        self._seal = Seal(self.header.encryption['algorithm'], self._record_key)
+        start, head, body = self._header_record
+        self.record = 0
+        self._authenticated(start, HEADER, 0, 0, head, memoryview(body))
+
+    def _events(self, decode):
+        """Each record's structure is checked first (what any reader can check), then, when decoding, its tag
+        and its payload: a damage that a keyless host sees gets the same message with the key."""
         hdr = self.header
+        if decode and self.encrypted:
+            self._start_decoding()
         vol_size = hdr.volume['size']
         base_size = (hdr.base or {}).get('size') or vol_size
         digest_len = CHECK_DIGESTS[hdr.check_digest]
@@ -171,21 +323,27 @@ class LvdiffReader(StreamReader):
         in_data = False
         while True:
             start = self.pos
-            rtype, offset, length, body = self._next_record()
-            if rtype == TRAILER:
-                self._check_trailer(start, body, self._digest_before_trailer)
-                return
+            rtype, flags, offset, length, body, head = self._next_record()
+            self._check_sealed(start, rtype, flags)
+            stored = len(body) - TAG if flags & SEALED else len(body)  # the payload's size as stored
             if rtype == HEADER:
                 raise self._fail(start, 'a second HEADER record')
+            if rtype == TRAILER:
+                self._check_trailer(start, body[:stored], self._digest_before_trailer)
+                if self._seal is not None:
+                    self._authenticated(start, rtype, offset, length, head, body)
+                self._end()
+                return
             if rtype == CHECK:
                 if in_data:
                     raise self._fail(start, 'CHECK record after DATA/DISCARD records')
                 if not hdr.incremental:
                     raise self._fail(start, 'CHECK record in a full image')
-                if len(body) != digest_len or length == 0 or offset + length > base_size:
+                if stored != digest_len or length == 0 or offset + length > base_size:
                     raise self._fail(start, 'CHECK record out of range or with a bad digest size')
                 self.counts['check'] += 1
-                yield 'check', offset, length, bytes(body)
+                yield 'check', offset, length, bytes(self._payload(start, rtype, offset, length, head, body)) if (
+                    decode) else None
                 continue
             in_data = True
             if offset < end or length == 0 or offset + length > vol_size:
@@ -193,28 +351,52 @@ class LvdiffReader(StreamReader):
                                  '%d-byte volume' % (_NAMES[rtype], offset, length, vol_size))
             end = offset + length
             if rtype == DATA:
-                if len(body) != length:
-                    raise self._fail(start, 'DATA record length %d but body %d' % (length, len(body)))
+                if flags & COMPRESSED:
+                    if not self.compressed:
+                        raise self._fail(start, 'compressed DATA record in a file whose header names no compression')
+                    if length > MAX_DATA or stored >= length:
+                        raise self._fail(start, 'compressed DATA record of length %d with a %d-byte payload: a '
+                                         'payload is shorter than its length, and a length at most %d'
+                                         % (length, stored, MAX_DATA))
+                elif stored != length:
+                    raise self._fail(start, 'DATA record length %d but payload %d' % (length, stored))
+                payload = None
+                if decode:
+                    payload = self._payload(start, rtype, offset, length, head, body)
+                    if flags & COMPRESSED:
+                        payload = self._decompress(start, offset, length, payload)
                 self.counts['data'] += 1
                 self.data_bytes += length
-                yield 'data', offset, length, body
+                self.stored_data_bytes += stored
+                yield 'data', offset, length, payload
             else:
-                if len(body):
+                if stored:
                     raise self._fail(start, 'DISCARD record with a body')
+                if self._seal is not None:
+                    self._authenticated(start, rtype, offset, length, head, body)
                 self.counts['discard'] += 1
                 self.discard_bytes += length
                 yield 'discard', offset, length, None
 
+    def _payload(self, start, rtype, offset, length, head, body):
+        """A CHECK or DATA record's payload as written: decrypted once its tag is checked, or as stored."""
+        return self._authenticated(start, rtype, offset, length, head, body) if self._seal is not None else body
+
     def _check_trailer(self, start, body, digest_before):
+        keys = ('records', 'data_bytes', 'discard_bytes', 'sha1')
+        if self.version == 2:
+            keys += ('stored_data_bytes',)
         try:
             t = json.loads(bytes(body).decode('utf-8'))
-            expected = (t['records'], t['data_bytes'], t['discard_bytes'], t['sha1'])
+            expected = tuple(t[k] for k in keys)
         except (ValueError, KeyError, TypeError, RecursionError) as e:
             raise self._fail(start, 'unreadable TRAILER: %s' % e)
-        actual = (self.counts, self.data_bytes, self.discard_bytes, digest_before)
+        actual = (self.counts, self.data_bytes, self.discard_bytes, digest_before, self.stored_data_bytes)[:len(keys)]
         if expected != actual:
             raise self._fail(start, 'TRAILER does not match the records read (records lost, added or '
                              'reordered): expected %r, read %r' % (expected, actual))
+
+    def _end(self):
         if self.f.read(1):
             raise FormatError('corrupt diff: data after the TRAILER at file offset %d' % self.pos)
         self.size = self.pos

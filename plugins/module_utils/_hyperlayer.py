@@ -126,8 +126,8 @@ class HyperlayerWriter(StreamWriter):
 class HyperlayerReader(StreamReader):
     """Same interface as LvdiffReader, for HYPERLAYER/1.0 files."""
 
-    def __init__(self, f):
-        super().__init__(f)
+    def __init__(self, f, key=None):
+        super().__init__(f, key)
         self.line_no = 0
         if self._line() != MAGIC:
             raise FormatError('not a HyperLayer file: the first line is not HYPERLAYER/1.0')
@@ -193,8 +193,8 @@ class HyperlayerReader(StreamReader):
                               'backwards, or leaves the %d-byte volume' % (what, self.line_no, offset, length, size))
         return offset, length
 
-    def _events(self):
-        line = self._line()
+    def _events(self, decode):
+        line = self._line()  # decode: nothing here is encoded; payloads come either way
         while line.startswith(b'D '):
             m = _D_LINE.match(line)
             if not m:

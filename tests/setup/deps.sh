@@ -9,6 +9,7 @@ APT_PACKAGES=(
   thin-provisioning-tools lvm2             # the tools our modules drive
   qemu-system-x86 busybox-static cpio kmod # the real-LVM test guest
   openssh-server openssh-client python3-lxml
+  python3-zstandard python3-cryptography   # diff format 2 on the controller's system Python (the venv pins its own)
   python3-paramiko lz4 e2fsprogs procps    # copied into (lz4: packs) the guest's initramfs
   util-linux
   rsync shellcheck                         # make lint: the collection copy, ansible-test's shellcheck

@@ -3,16 +3,19 @@
 records and put back together with valid CRCs (lvdiff_records, lvdiff_bytes)."""
 
 import hashlib
+import io
 import json
 import os
+import struct
 import zlib
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _format
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _format, _seal
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
 
 
-def make_diff(pair, out, fmt='lvdiff', level=2, full=False, pairs=None, seed=7):
-    """Write the diff of pair to the file out as lvdiff does (_diffio.write_diff_file)."""
+def make_diff(pair, out, fmt='lvdiff', level=2, full=False, pairs=None, seed=7, compress_level=None, key=None):
+    """Write the diff of pair to the file out as lvdiff does (_diffio.write_diff_file); compress_level and
+    key: a version 2 file."""
     header = pair.header(level=level, pairs=pairs, full=full, seed=seed)
     with Plan(pair.cs, pair.src_size, None if full else pair.base_size) as plan:
         if full:
@@ -22,7 +25,7 @@ def make_diff(pair, out, fmt='lvdiff', level=2, full=False, pairs=None, seed=7):
         src = os.open(pair.src, os.O_RDONLY)
         base = os.open(pair.base, os.O_RDONLY)
         try:
-            return _diffio.write_diff_file(out, header, plan, src, base, fmt)
+            return _diffio.write_diff_file(out, header, plan, src, base, fmt, compress_level=compress_level, key=key)
         finally:
             os.close(src)
             os.close(base)
@@ -66,24 +69,67 @@ def lvdiff_records(data):
     return out
 
 
-def lvdiff_bytes(recs, preamble=None, fix_trailer=True, body_len=None):
+def lvdiff_bytes(recs, preamble=None, fix_trailer=True, seal=None, trailer_seal=None):
     """A file of these records, each with a valid CRC; fix_trailer: the last record, if a
-    TRAILER, is rewritten to match the records and bytes before it (what a writer would say)."""
+    TRAILER, is rewritten to match the records and bytes before it (what a writer would say).
+    preamble: the file's first 12 bytes (default: version 1). seal (a _seal.Seal): the records hold
+    plaintext payloads (open_records), sealed here as a writer seals them, each at its index; without
+    one, bodies are kept as they are, and a sealed TRAILER rewritten keeps its old tag, or gets the
+    tag of trailer_seal."""
     out = bytearray(preamble if preamble is not None else _format._PREAMBLE.pack(_format.MAGIC, 1))
+    version = struct.unpack_from('<I', out, 8)[0]
     counts = {'check': 0, 'data': 0, 'discard': 0}
-    sizes = {'data': 0, 'discard': 0}
+    sizes = {'data': 0, 'discard': 0, 'stored': 0}
     names = {_format.CHECK: 'check', _format.DATA: 'data', _format.DISCARD: 'discard'}
     for i, (rtype, flags, reserved, offset, length, body) in enumerate(recs):
+        tag_len = _seal.TAG if flags & _format.SEALED and seal is None else 0
         if fix_trailer and rtype == _format.TRAILER and i == len(recs) - 1:
-            body = json.dumps({'records': counts, 'data_bytes': sizes['data'], 'discard_bytes': sizes['discard'],
-                               'sha1': hashlib.sha1(out).hexdigest()}, sort_keys=True, separators=(',', ':')).encode()
+            trailer = {'records': counts, 'data_bytes': sizes['data'], 'discard_bytes': sizes['discard'],
+                       'sha1': hashlib.sha1(out).hexdigest()}
+            if version == 2:
+                trailer['stored_data_bytes'] = sizes['stored']
+            text = json.dumps(trailer, sort_keys=True, separators=(',', ':')).encode()
+            body = text + (body[-tag_len:] if tag_len else b'')
+            if trailer_seal is not None:
+                head = _format._HEAD.pack(rtype, flags, reserved, len(body), offset, length)
+                body = text + trailer_seal.tag(i, head, text)
         if rtype in names:
             counts[names[rtype]] += 1
             if rtype != _format.CHECK:
                 sizes[names[rtype]] += length
-        head = _format._HEAD.pack(rtype, flags, reserved, len(body), offset, length)
+            if rtype == _format.DATA:
+                sizes['stored'] += len(body) - tag_len
+        if seal is not None:
+            flags |= _format.SEALED
+            head = _format._HEAD.pack(rtype, flags, reserved, len(body) + _seal.TAG, offset, length)
+            aad = bytes(out[:12]) + head if i == 0 else head
+            body = seal.encrypt(i, aad, body) if rtype in (_format.CHECK, _format.DATA) else (
+                bytes(body) + seal.tag(i, aad, body))
+        else:
+            head = _format._HEAD.pack(rtype, flags, reserved, len(body), offset, length)
         out += head + body + _format._CRC.pack(zlib.crc32(body, zlib.crc32(head)))
     return bytes(out)
+
+
+def file_seal(data, key):
+    """The _seal.Seal of the encrypted lvdiff file data, made with key."""
+    header = _diffio.open_reader(io.BytesIO(data)).header
+    return _seal.Seal(header.encryption['algorithm'],
+                      _seal.record_key_for_reading(key, header.encryption, 'the test file'))
+
+
+def open_records(data, seal):
+    """lvdiff_records of an encrypted file, with plaintext payloads (tags checked): for lvdiff_bytes(seal=...)."""
+    recs = lvdiff_records(data)
+    for i, rec in enumerate(recs):
+        head = _format._HEAD.pack(rec[0], rec[1], rec[2], len(rec[5]), rec[3], rec[4])
+        aad = data[:12] + head if i == 0 else head
+        if rec[0] in (_format.CHECK, _format.DATA):
+            rec[5] = seal.decrypt(i, aad, rec[5])
+        else:
+            seal.check_tag(i, aad, rec[5][:-_seal.TAG], rec[5][-_seal.TAG:])
+            rec[5] = rec[5][:-_seal.TAG]
+    return recs
 
 
 def flip_first_data_byte(path):

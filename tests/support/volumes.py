@@ -4,6 +4,7 @@ thin_restore writes (build, materialize)."""
 
 import hashlib
 import os
+import random
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 from ansible_collections.lvdiff.thin.tests.support import thinpool
@@ -25,8 +26,9 @@ class VolumePair:
     mean a shared block ('same'), different tags 'different'.
     """
 
-    def __init__(self, tmp_path, chunk_size, base_map, src_map, base_chunks, src_chunks):
+    def __init__(self, tmp_path, chunk_size, base_map, src_map, base_chunks, src_chunks, content=None):
         self.cs = chunk_size
+        self.content = content or chunk_pattern  # content(tag, chunk_size): the bytes of a chunk
         self.base_map = base_map
         self.src_map = src_map
         self.base_size = base_chunks * chunk_size
@@ -42,7 +44,7 @@ class VolumePair:
             for chunk, tag in sorted(mapping.items()):
                 if (chunk + 1) * self.cs <= size:
                     f.seek(chunk * self.cs)
-                    f.write(chunk_pattern(tag, self.cs))
+                    f.write(self.content(tag, self.cs))
 
     def delta(self):
         """The runs thin_delta would print: adjacent chunks of one kind merged."""
@@ -71,6 +73,19 @@ class VolumePair:
         return DiffHeader(volume={'name': 'snap', 'uuid': 'SRC-UUID', 'thin_id': 2, 'size': self.src_size},
                           base=base, chunk_size=self.cs, checksum_level=level, sample_seed=seed,
                           pairs=pairs or {}, created='2026-11-26T00:00:00Z')
+
+
+def random_chunk(tag, chunk_size):
+    """Incompressible content for one chunk, the same for the same tag."""
+    return random.Random(repr(tag)).randbytes(chunk_size)
+
+
+def mixed_chunk(tag, chunk_size):
+    """Chunks (tags (kind, chunk number)) compressible (chunk_pattern) where even, random where odd."""
+    return (random_chunk if tag[-1] % 2 else chunk_pattern)(tag, chunk_size)
+
+
+CONTENTS = {'compressible': chunk_pattern, 'random': random_chunk, 'mixed': mixed_chunk}
 
 
 def sha256_file(path):

@@ -149,8 +149,10 @@ def test_wrong_magic(pair, tmp_path, diff):
 
 
 def test_future_format_version(pair, tmp_path, diff):
+    msg = refused(pair, tmp_path, mutated(diff, tmp_path, 'v3', lambda d: d.__setitem__(slice(8, 12), b'\x03\0\0\0')))
+    assert 'format version 3 is not supported' in msg and 'reads versions 1 and 2' in msg and 'upgrade' in msg
     msg = refused(pair, tmp_path, mutated(diff, tmp_path, 'v2', lambda d: d.__setitem__(slice(8, 12), b'\x02\0\0\0')))
-    assert 'format version 2 is not supported' in msg and 'upgrade' in msg
+    assert "a version 2 file must say 'compression'" in msg
 
 
 def test_chunk_size_mismatch(pair, tmp_path, diff):

@@ -1,16 +1,20 @@
-"""Structure-aware fuzzing of both diff readers (issue 9).
+"""Structure-aware fuzzing of both diff readers (issue 9), lvdiff versions 1 and 2.
 
-Good diffs of both formats, full and incremental, are taken apart into fields (header
-values, record heads, offsets, lengths, hex fields, payloads), mutated, and put back
-together with their checksums recomputed where the mutation should get past them (each
-record's CRC, the trailer, HyperLayer's "Delta blocks" and D-record CRCs). For every case:
+Good diffs of both formats, full and incremental, compressed and encrypted, are taken apart
+into fields (header values, record heads, offsets, lengths, hex fields, payloads), mutated,
+and put back together with their checksums recomputed where the mutation should get past
+them (each record's CRC, the trailer, HyperLayer's "Delta blocks" and D-record CRCs). Half
+the mutations of an encrypted file are made to its plaintext records, sealed again with the
+key (so they reach what is behind the tags: frames, ranges, counts); the other half to its
+records as stored (so the tags must catch them). For every case:
 
 - verify and apply either succeed or raise LvdiffError: never any other exception;
 - verify refuses everything apply refuses (apply may also refuse a wrong base, which
   verify cannot see, or a target file system that cannot hold the volume);
 - a successful apply leaves exactly the bytes the verified records describe;
 - a refused apply with verify_first (what a target that cannot be thrown away gets), or
-  one refused by a base check, leaves the target as it was.
+  one refused by a base check, leaves the target as it was;
+- for an encrypted file, verify without the key passes whatever verify with the key passes.
 
 ``make unit`` runs a few thousand cases with a fixed seed; ``make fuzz`` runs
 LVDIFF_FUZZ_CASES of them (LVDIFF_FUZZ_SEED picks another sequence).
@@ -27,16 +31,21 @@ import zlib
 
 import pytest
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _format
+import zstandard
+
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _format, _seal
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMismatchError, LvdiffError
 
-from ansible_collections.lvdiff.thin.tests.support.diffs import go_hyperlayer, lvdiff_bytes, lvdiff_records, make_diff
-from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair
+from ansible_collections.lvdiff.thin.tests.support.diffs import (
+    file_seal, go_hyperlayer, lvdiff_bytes, lvdiff_records, make_diff, open_records)
+from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair, mixed_chunk
 
 CASES = int(os.environ.get('LVDIFF_FUZZ_CASES', '2500'))
 SEED = int(os.environ.get('LVDIFF_FUZZ_SEED', '20261130'))
 SPC = CS // 512
 _MODEL_LIMIT = 1 << 20  # targets larger than this (a mutated volume size) are compared in places
+KEY = _seal.Key(bytes(range(32)), 'key file fuzz.key')
+KEYED = ('v2-k-full', 'v2-zk-l3')  # the corpus files encrypted with KEY
 
 INTS = [0, 1, -1, 511, 512, CS, -CS, 2 ** 31, 2 ** 32, 2 ** 63 - 512, 2 ** 63 - 1, 2 ** 63, 2 ** 64,
         1 << 40, 0.5, 1e3, True, False, None, 'x', '', [], {}, [[[]]], '512']
@@ -59,10 +68,12 @@ def corpus(tmp_path_factory):
         del src[c]
     for c in (11, 13):
         src[c] = ('n', c)
-    pair = VolumePair(tmp, CS, base, src, base_chunks=12, src_chunks=14)
+    pair = VolumePair(tmp, CS, base, src, base_chunks=12, src_chunks=14, content=mixed_chunk)
     diffs = {}
     for name, kw in [('lvdiff-l3', dict(level=3)), ('lvdiff-l2', dict(level=2)),
-                     ('lvdiff-full', dict(full=True)), ('hl-l3', dict(fmt='hyperlayer', level=3))]:
+                     ('lvdiff-full', dict(full=True)), ('hl-l3', dict(fmt='hyperlayer', level=3)),
+                     ('v2-z-l2', dict(level=2, compress_level=3)), ('v2-k-full', dict(full=True, key=KEY)),
+                     ('v2-zk-l3', dict(level=3, compress_level=1, key=KEY))]:
         path = str(tmp / name)
         make_diff(pair, path, **kw)
         diffs[name] = open(path, 'rb').read()
@@ -78,12 +89,13 @@ def _int_near(rng, orig):
     return rng.choice(INTS)
 
 
-def mutate_lvdiff(rng, data, base):
-    """A mutated lvdiff file, and what was done (for the failure message)."""
-    recs = lvdiff_records(data)
-    what = []
+def mutate_lvdiff(rng, data, base, seal=None):
+    """A mutated lvdiff file, and what was done (for the failure message). seal: mutate the plaintext records
+    of an encrypted file and seal them again."""
+    recs = open_records(data, seal) if seal is not None else lvdiff_records(data)
+    what = ['plaintext records sealed again'] if seal is not None else []
     for dummy in range(rng.choice([1, 1, 1, 2, 3])):
-        op = rng.randrange(9)
+        op = rng.randrange(10)
         i = rng.randrange(len(recs))
         rec = recs[i]
         if op == 0:  # a header field
@@ -137,7 +149,15 @@ def mutate_lvdiff(rng, data, base):
             rec[3], rec[4] = rng.choice([(0, CS), (len(base) - CS, CS), (len(base), CS), (CS, 3 * CS)])
             rec[5] = hashlib.sha256(base[rec[3]:rec[3] + rec[4]]).digest()
             what.append('check %d moved' % i)
-    out = lvdiff_bytes(recs, fix_trailer=rng.random() < 0.85)
+        elif op == 9 and rec[0] == _format.DATA:  # a zstd frame of other data, of this length or another
+            n = rng.choice([rec[4], rec[4], rec[4] - 512, rec[4] + 512, CS, 1])
+            raw = rng.choice([bytes(max(n, 0)), rng.randbytes(max(n, 0)), b'ab' * (max(n, 0) // 2)])
+            rec[5] = zstandard.ZstdCompressor(level=1, write_content_size=rng.random() < 0.9).compress(raw)
+            rec[1] |= _format.COMPRESSED if rng.random() < 0.9 else 0
+            if rng.random() < 0.5:
+                rec[4] = len(raw)
+            what.append('record %d a frame of %d bytes' % (i, len(raw)))
+    out = lvdiff_bytes(recs, preamble=data[:12], fix_trailer=rng.random() < 0.85, seal=seal)
     return _raw(rng, out, what), what
 
 
@@ -271,15 +291,15 @@ def mutate_hyperlayer(rng, data, base):
 
 # --- the oracle ------------------------------------------------------------------------------
 
-def verify_model(data):
+def verify_model(data, key=None, decode=True):
     """(error or None, header, events with payloads copied): one verify pass."""
     events = []
     header = None
     try:
-        reader = _diffio.open_reader(io.BytesIO(data))
+        reader = _diffio.open_reader(io.BytesIO(data), key)
         header = reader.header
-        for kind, offset, length, payload in reader.events():
-            events.append((kind, offset, length, bytes(payload) if kind == 'data' else None))
+        for kind, offset, length, payload in reader.events(decode):
+            events.append((kind, offset, length, bytes(payload) if kind == 'data' and decode else None))
     except LvdiffError as e:
         return e, header, events
     return None, header, events
@@ -322,12 +342,12 @@ class Case:
         with open(self.target, 'rb') as f:
             return f.read(limit)
 
-    def apply(self, data, verify_first):
+    def apply(self, data, verify_first, key=None):
         with open(self.diff, 'wb') as f:
             f.write(data)
         fd = os.open(self.target, os.O_RDWR)
         try:
-            _diffio.apply_file(self.diff, fd, verify_first=verify_first)
+            _diffio.apply_file(self.diff, fd, verify_first=verify_first, key=key)
         except LvdiffError as e:
             return e
         finally:
@@ -335,11 +355,15 @@ class Case:
         return None
 
 
-def check_one(case, data, start, source=None):
-    """Run the oracle on one file; start: the target's bytes before (the base, or empty)."""
-    err_v, header, events = verify_model(data)
+def check_one(case, data, start, source=None, key=None):
+    """Run the oracle on one file; start: the target's bytes before (the base, or empty); key: of an encrypted
+    file."""
+    err_v, header, events = verify_model(data, key)
+    if key is not None:  # whatever the key accepts, a keyless host accepts (it checks a part of the same)
+        err_keyless = verify_model(data, decode=False)[0]
+        assert err_v is not None or err_keyless is None, 'verify without the key refuses: %s' % err_keyless
     case.reset(start)
-    err_a = case.apply(data, verify_first=False)  # as lvpatch, into a volume it can throw away
+    err_a = case.apply(data, verify_first=False, key=key)  # as lvpatch, into a volume it can throw away
     if err_v is None:
         assert err_a is None or _target_error(err_a), 'verify passed a file that apply refuses: %s' % err_a
     if err_a is None:
@@ -357,7 +381,7 @@ def check_one(case, data, start, source=None):
         assert case.contents(None) == start, 'a base check failed after the target was changed'
     if err_v is not None:  # a target that cannot be thrown away: verified first, left unchanged
         case.reset(start)
-        assert case.apply(data, verify_first=True) is not None
+        assert case.apply(data, verify_first=True, key=key) is not None
         assert case.contents(None) == start, 'a refused apply changed the target'
     return err_v, err_a
 
@@ -367,17 +391,22 @@ def run_fuzz(corpus, tmp_path, cases, seed):
     case = Case(tmp_path)
     threads = threading.active_count()
     names = sorted(diffs)
+    seals = dict((name, file_seal(diffs[name], KEY)) for name in KEYED)
     for name in names:  # the unmutated files apply and give the source
-        assert check_one(case, diffs[name], b'' if 'full' in name else base, source) == (None, None)
+        key = KEY if name in KEYED else None
+        assert check_one(case, diffs[name], b'' if 'full' in name else base, source, key) == (None, None)
     outcomes = {}
     for n in range(cases):
         rng = random.Random('%d/%d' % (seed, n))
         name = names[n % len(names)]
         start = b'' if 'full' in name else base
-        mutate = mutate_hyperlayer if name.startswith('hl') else mutate_lvdiff
-        data, what = mutate(rng, diffs[name], base)
+        key = KEY if name in KEYED else None
+        if name.startswith('hl'):
+            data, what = mutate_hyperlayer(rng, diffs[name], base)
+        else:
+            data, what = mutate_lvdiff(rng, diffs[name], base, seals[name] if key and rng.random() < 0.5 else None)
         try:
-            err_v, err_a = check_one(case, data, start, source if data == diffs[name] else None)
+            err_v, err_a = check_one(case, data, start, source if data == diffs[name] else None, key)
         except Exception as e:
             bad = str(tmp_path / ('failing-%d-%d.diff' % (seed, n)))
             with open(bad, 'wb') as f:
