@@ -13,13 +13,17 @@ import os
 import threading
 import zlib
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _seal, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import CREATED_FORMAT, DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm, check_name, thin_in
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan, ceil_div
 from ansible_collections.lvdiff.thin.plugins.module_utils._progress import NO_PROGRESS
+
+
+# What a kept diff's summary tells of its compression and encryption, as a written one's result.
+_SEALING = ('compression', 'encryption', 'key_id', 'stored_data_bytes', 'compression_ratio')
 
 
 def _pairs(raw):
@@ -43,8 +47,16 @@ def _identity(header):
     return [volume, base] + [d[k] for k in ('chunk_size', 'checksum_level', 'pairs', 'format')]
 
 
-def _existing(dest, header):
-    """The summary of dest if it is a valid diff with header's identity that we wrote, else None."""
+def _same_sealing(header, compress_level, key):
+    """Whether a diff's header has the compression (its algorithm: a level only changes the size) and the
+    encryption (none, or any: that key opened it) asked for."""
+    return (header.compression is not None) == (compress_level is not None) and (
+        header.encryption is not None) == (key is not None)
+
+
+def _existing(dest, header, compress_level=None, key=None):
+    """The summary of dest if it is a valid diff with header's identity that we wrote, compressed and
+    encrypted as asked (with key itself: its key id, checked when the file is opened with it), else None."""
     st = _diffio.owned_file(dest)
     if st is None:
         return None
@@ -56,8 +68,9 @@ def _existing(dest, header):
         if not _diffio.same_file(st, _diffio.owned_file(dest, os.fstat(fd))):
             return None  # replaced between the lstat and the open
         try:
-            with _diffio.open_reader(f) as reader:
-                if _identity(reader.header) != _identity(header):
+            with _diffio.open_reader(f, key) as reader:  # another key: WrongKeyError, rewritten
+                if _identity(reader.header) != _identity(header) or not _same_sealing(
+                        reader.header, compress_level, key):
                     return None
                 return _diffio.verify(reader)
         except (LvdiffError, OSError):
@@ -135,8 +148,9 @@ class Diff:
     """One diff in the making: lvdiff's options p, the volumes, its header and result so far; the plan once
     made. done: dest already holds this very diff (result is final, nothing to plan or write)."""
 
-    def __init__(self, p, lv, base, pool, header, result):
+    def __init__(self, p, lv, base, pool, header, result, compress_level=None, key=None):
         self.p, self.lv, self.base, self.pool, self.header, self.result = p, lv, base, pool, header, result
+        self.compress_level, self.key = compress_level, key
         self.done = False
         self.plan = None
 
@@ -177,6 +191,8 @@ class Differ:
 
     def prepare(self, p, lvs=None):
         """The Diff of p: every name and volume checked; done when dest already holds it."""
+        # A format that cannot hold them, a missing library, a bad key file: refused before anything is done.
+        level, key = _diffio.writer_options(p, p['format'])
         check_name('volume', p['lv'])  # every name refused before any command runs
         if p['base']:
             check_name('base volume', p['base'])
@@ -188,15 +204,21 @@ class Differ:
         job = Diff(p, lv, base, pool, header, {
             'changed': True, 'dest': dest, 'chunk_size': pool.chunk_size, 'volume_size': lv.size,
             'pairs': header.pairs, 'lv_uuid': lv.uuid, 'base_uuid': base.uuid if base else None,
-            'format': p['format'], 'thin_tools_version': self.version})
+            'format': p['format'], 'thin_tools_version': self.version,
+            # What a run writes; the file's own once it is written or kept (a passphrase's key id is per file).
+            'compression': 'zstd' if level is not None else 'none',
+            'encryption': _seal.WRITE_ALGORITHM if key is not None else 'none',
+            'key_id': key.fixed_id() if key is not None else None,
+            'stored_data_bytes': None, 'compression_ratio': None}, level, key)
 
         if not self.check_mode:
             _diffio.sweep(dest)
         stable = lv.read_only and (base is None or base.read_only)
         if stable and not p['force']:
-            done = _existing(dest, header)
+            done = _existing(dest, header, level, key)
             if done is not None:
                 counts = done['records']
+                job.result.update((k, done[k]) for k in _SEALING)
                 job.result.update(changed=False, size=done['size'], sha1=done['sha1'], checks=counts['check'],
                                   data_chunks=ceil_div(done['data_bytes'], pool.chunk_size),
                                   discard_chunks=ceil_div(done['discard_bytes'], pool.chunk_size))
@@ -221,16 +243,21 @@ class Differ:
             if self.check_mode:
                 checks = job.plan.base_checks(job.header.checksum_level, job.header.sample_seed,
                                               _check_max_len(p['format'], job.pool.chunk_size)) if job.base else ()
-                result.update(size=_diffio.estimate_size(job.header, job.plan, p['format']),
+                result.update(size=_diffio.estimate_size(job.header, job.plan, p['format'], job.compress_level,
+                                                         job.key),
                               checks=sum(1 for dummy in checks))
                 return result
-            written = self._write(result['dest'], job.header, job.plan, job.lv, job.base, p['format'], progress)
+            written = self._write(result['dest'], job.header, job.plan, job.lv, job.base, p['format'], progress,
+                                  job.compress_level, job.key)
         finally:
             job.close()
-        result.update(size=written['size'], sha1=written['sha1'], checks=written['checks'])
+        result.update(_diffio.sealing(job.header))  # the writer filled in the header's key id
+        stored = written['stored_data_bytes']
+        result.update(size=written['size'], sha1=written['sha1'], checks=written['checks'], stored_data_bytes=stored,
+                      compression_ratio=round(written['data_bytes'] / stored, 3) if stored else None)
         return result
 
-    def _write(self, dest, header, plan, lv, base, fmt, progress):
+    def _write(self, dest, header, plan, lv, base, fmt, progress, compress_level=None, key=None):
         """Open the volumes (before any file is made: a missing one leaves nothing behind), then write the
         diff safely to dest (_diffio.write_diff_file: a private temporary file renamed by us)."""
         fds = []
@@ -240,7 +267,7 @@ class Differ:
                 fds.append(_open_volume(base, 'base volume'))
             return _diffio.write_diff_file(dest, header, plan, fds[0], fds[1] if base else None, fmt,
                                            source='%s/%s' % (lv.vg, lv.name), on_temp=self.on_temp,
-                                           progress=progress)
+                                           progress=progress, compress_level=compress_level, key=key)
         finally:
             for x in fds:
                 os.close(x)

@@ -374,7 +374,7 @@ class StreamReader(Closing):
             raise LvdiffError('a diff reader reads its records once')
         self._started = True
         if decode and self.encrypted and self.key is None:
-            raise LvdiffError('%s is encrypted (key id %s): give key_file or passphrase'
+            raise LvdiffError('%s is encrypted with key id %s: give encrypt_key_file or encrypt_passphrase'
                               % (self.name, self.header.encryption['key_id']))
         if decode and self.key is not None and not self.encrypted:
             raise LvdiffError('%s is not encrypted, but a key was given (%s): refused, since anyone can write an '

@@ -19,8 +19,9 @@ import tempfile
 from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import (
     MAX_EXTENT, ZEROS, device_size, discard, is_block_device, lazy_buffer, pwrite_all)
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader, digest_of_range
+from ansible_collections.lvdiff.thin.plugins.module_utils import _seal, _zstd
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import (
-    BaseMismatchError, FormatError, LvdiffError)
+    BaseMismatchError, FormatError, LvdiffError, MissingLibraryError)
 from ansible_collections.lvdiff.thin.plugins.module_utils._format import MAGIC, LvdiffReader, LvdiffWriter
 from ansible_collections.lvdiff.thin.plugins.module_utils._hyperlayer import (
     MAGIC as HL_MAGIC, HyperlayerReader, HyperlayerWriter)
@@ -30,6 +31,62 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._seal import TAG, encr
 
 FORMATS = ('lvdiff', 'hyperlayer')
 _READ_BUFFER = 1 << 20
+
+# The options of format 2, the same on every module (doc fragments lvdiff.thin.encryption and
+# lvdiff.thin.encryption.COMPRESSION): writers encrypt and compress with them, readers decrypt.
+ENCRYPTION_ARGS = dict(encrypt_key_file=dict(type='path'), encrypt_passphrase=dict(type='str', no_log=True))
+ENCRYPTION_EXCLUSIVE = [('encrypt_key_file', 'encrypt_passphrase')]
+COMPRESSION_ARGS = dict(compress=dict(type='str', choices=['none', _zstd.ALGORITHM], default='none'),
+                        compress_level=dict(type='int', default=3))
+HYPERLAYER_REFUSED = ('a HyperLayer file cannot be compressed or encrypted (the Go lvpatch reads neither); '
+                      'use format lvdiff to compress or encrypt')
+
+
+def key_of(p):
+    """The _seal.Key that options p name (encrypt_key_file or encrypt_passphrase), or None: the key file read
+    and checked now, so that a bad one fails before anything is done."""
+    return _seal.Key.from_options(p.get('encrypt_key_file'), p.get('encrypt_passphrase'))
+
+
+def compress_level_of(p):
+    """zstd's level that options p ask for (compress, compress_level), or None for no compression."""
+    if p.get('compress', 'none') == 'none':
+        return None
+    level = p.get('compress_level', 3)
+    if isinstance(level, bool) or not isinstance(level, int) or not _zstd.MIN_LEVEL <= level <= _zstd.MAX_LEVEL:
+        raise LvdiffError('compress_level %r: zstd levels are %d (fastest) to %d (smallest)'
+                          % (level, _zstd.MIN_LEVEL, _zstd.MAX_LEVEL))
+    return level
+
+
+def writer_options(p, fmt='lvdiff'):
+    """(compress_level, key) of a writer's options p, refused before anything is done when fmt cannot hold
+    them or a library they need is missing (MissingLibraryError), in check mode too."""
+    level = compress_level_of(p)
+    sealed = p.get('encrypt_key_file') is not None or p.get('encrypt_passphrase') is not None
+    if fmt == 'hyperlayer' and (level is not None or sealed):
+        raise LvdiffError(HYPERLAYER_REFUSED)
+    if level is not None:
+        _zstd.require('compressing a diff (compress=zstd)')
+    if sealed and not _seal.HAS_CRYPTOGRAPHY:
+        raise MissingLibraryError('cryptography', 'encrypting a diff (encrypt_key_file or encrypt_passphrase)',
+                                  _seal.CRYPTOGRAPHY_IMPORT_ERROR)
+    return level, key_of(p)
+
+
+def require_key(reader):
+    """Refuse, before anything is made, to apply an encrypted diff that was opened without a key (the
+    message of reader.events(decode=True), which would refuse it too, but only once the work began)."""
+    if reader.encrypted and reader.key is None:
+        raise LvdiffError('%s is encrypted with key id %s: give encrypt_key_file or encrypt_passphrase'
+                          % (reader.name, reader.header.encryption['key_id']))
+
+
+def sealing(header):
+    """What a diff header says of compression and encryption: compression, encryption, key_id."""
+    return {'compression': header.compression['algorithm'] if header.compression else 'none',
+            'encryption': header.encryption['algorithm'] if header.encryption else 'none',
+            'key_id': header.encryption['key_id'] if header.encryption else None}
 
 
 def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff', progress=NO_PROGRESS, compress_level=None,
@@ -43,8 +100,7 @@ def write_diff(out_fd, header, plan, src_fd, base_fd=None, fmt='lvdiff', progres
         writer = LvdiffWriter(out_fd, header, compress_level, key)
     elif fmt == 'hyperlayer':
         if compress_level is not None or key is not None:
-            raise LvdiffError('a HyperLayer file cannot be compressed or encrypted (the Go lvpatch reads neither); '
-                              'use format lvdiff to compress or encrypt')
+            raise LvdiffError(HYPERLAYER_REFUSED)
         writer = HyperlayerWriter(out_fd, header, plan.data_chunks + plan.discard_chunks)
     else:
         raise LvdiffError('unknown diff format %r (use one of %s)' % (fmt, ', '.join(FORMATS)))
@@ -277,9 +333,18 @@ class _Replay:
         return out + self._f.readline(limit - len(out)) if len(out) < limit else out
 
 
-def open_reader(f, key=None):
+def open_reader(f, key=None, strict=False):
     """A reader for the diff in binary file object f (a file or a pipe), by its magic. key (a _seal.Key):
-    to read an encrypted file's records; its header is read without one."""
+    to read an encrypted file's records; its header is read without one. A file that is not encrypted is read
+    without the key (a chain may hold plain files and encrypted ones: the key opens those it encrypted),
+    unless strict: then the reader refuses it (anyone can write a plain file in place of an encrypted one)."""
+    reader = _open_reader(f, key)
+    if key is not None and not reader.encrypted and not strict:
+        reader.key = None  # the key is only checked against an encrypted header: nothing else to undo
+    return reader
+
+
+def _open_reader(f, key):
     if not hasattr(f, 'peek'):
         f = io.BufferedReader(f, _READ_BUFFER)
     head = f.peek(len(HL_MAGIC))[:len(HL_MAGIC)]
@@ -298,14 +363,14 @@ def open_reader(f, key=None):
 
 
 @contextlib.contextmanager
-def open_diff(path, key=None):
-    """Open the diff at path and yield its reader (key: open_reader's)."""
+def open_diff(path, key=None, strict=False):
+    """Open the diff at path and yield its reader (key, strict: open_reader's)."""
     try:
         f = open(path, 'rb', buffering=_READ_BUFFER)
     except OSError as e:
         raise LvdiffError('cannot open diff file %s: %s' % (path, e.strerror))
     with f:
-        with open_reader(f, key) as reader:  # stops the reader's hashing thread, whatever happens
+        with open_reader(f, key, strict) as reader:  # stops the reader's hashing thread, whatever happens
             yield reader
 
 
@@ -327,14 +392,10 @@ def summary(reader):
     h = reader.header
     stored = getattr(reader, 'stored_data_bytes', reader.data_bytes)
     done = reader.sha1 is not None
-    return {'format': h.format, 'header': h.as_dict(), 'sha1': reader.sha1, 'size': reader.size,
-            'records': dict(reader.counts), 'data_bytes': reader.data_bytes,
-            'discard_bytes': reader.discard_bytes,
-            'compression': h.compression['algorithm'] if h.compression else 'none',
-            'encryption': h.encryption['algorithm'] if h.encryption else 'none',
-            'key_id': h.encryption['key_id'] if h.encryption else None,
-            'stored_data_bytes': stored if done else None,
-            'compression_ratio': round(reader.data_bytes / stored, 3) if done and stored else None}
+    return dict(sealing(h), format=h.format, header=h.as_dict(), sha1=reader.sha1, size=reader.size,
+                records=dict(reader.counts), data_bytes=reader.data_bytes, discard_bytes=reader.discard_bytes,
+                stored_data_bytes=stored if done else None,
+                compression_ratio=round(reader.data_bytes / stored, 3) if done and stored else None)
 
 
 def check_target(header, target_chunk_size=None):
@@ -410,20 +471,21 @@ def check_base_range(fd, header, offset, length, expected, buf):
                                                header.base.get('uuid')))
 
 
-def apply_file(path, target_fd, base_check=True, target_chunk_size=None, verify_first=True, key=None):
-    """Apply the diff file at path (encrypted: with its key). verify_first reads and verifies the whole file
+def apply_file(path, target_fd, base_check=True, target_chunk_size=None, verify_first=True, key=None, strict=False):
+    """Apply the diff file at path (encrypted: with its key; key and strict: open_reader's). verify_first reads
+    and verifies the whole file
     before the first write, so that a corrupt or truncated file changes nothing even
     on a target that cannot be thrown away; lvpatch writes into a temporary volume
     instead and skips this second read."""
     if verify_first:
-        _verify_file(path, target_chunk_size, key)
-    with open_diff(path, key) as reader:
+        _verify_file(path, target_chunk_size, key, strict)
+    with open_diff(path, key, strict) as reader:
         return apply(reader, target_fd, base_check=base_check, target_chunk_size=target_chunk_size)
 
 
-def _verify_file(path, target_chunk_size, key):
+def _verify_file(path, target_chunk_size, key, strict):
     # A function of its own, so that this reader's buffers are freed before apply's reader exists.
-    with open_diff(path, key) as reader:
+    with open_diff(path, key, strict) as reader:
         check_target(reader.header, target_chunk_size)
         verify(reader, decode=True)  # all that apply will check, tags and frames included
 

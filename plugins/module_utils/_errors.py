@@ -38,6 +38,7 @@ class MissingLibraryError(LvdiffError):
         super().__init__('%s needs the Python library %s, which is not installed: %s' % (
             needed_for, lib, _INSTALL_HINTS.get(lib, 'install it')))
         self.lib = lib
+        self.needed_for = needed_for
         self.exception = str(import_error) if import_error is not None else None
 
 
@@ -109,6 +110,10 @@ def run_module(module, main):
     try:
         with terminate_gracefully():
             result = main(module)
+    except MissingLibraryError as e:  # zstandard or cryptography, for a diff that needs it: Ansible's own words
+        hint = _INSTALL_HINTS.get(e.lib, 'install it')
+        module.fail_json(msg='%s %s.' % (missing_required_lib(e.lib, reason='for ' + e.needed_for),
+                                         hint[:1].upper() + hint[1:]), exception=e.exception)
     except LvdiffError as e:
         details = dict((k, v) for k, v in e.details.items() if isinstance(v, (str, int, float, list)))
         module.fail_json(msg=e.msg, **details)

@@ -131,7 +131,7 @@ class Key:
     def from_options(cls, key_file=None, passphrase=None):
         """The Key that a module's options name, or None for no encryption."""
         if key_file is not None and passphrase is not None:
-            raise LvdiffError('give key_file or passphrase, not both')
+            raise LvdiffError('give encrypt_key_file or encrypt_passphrase, not both')
         if key_file is not None:
             return cls.from_file(key_file)
         if passphrase is not None:
@@ -140,6 +140,11 @@ class Key:
 
     def describe(self):
         return self._description
+
+    def fixed_id(self):
+        """The key id of every file this key encrypts, or None for a passphrase (its id depends on each
+        file's salt)."""
+        return None if self.passphrase else key_id(self._secret)
 
     def with_fixed_salts(self, file_salt, kdf_salt=None):
         """This key, writing files with these salts instead of random ones. For tests and the worked example

@@ -33,6 +33,8 @@ extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.attributes.THIN_TOOLS
   - lvdiff.thin.progress
+  - lvdiff.thin.encryption
+  - lvdiff.thin.encryption.COMPRESSION
 options:
   vg:
     description: Volume group holding O(lv) and O(base).
@@ -89,6 +91,11 @@ options:
 notes:
   - Idempotence. O(dest) is left alone (RV(ignore:changed=false)) when it is a valid diff of the same O(lv) and
     O(base) (LVM UUIDs, thin ids), with the same options, and both volumes are read-only.
+  - That includes compression and encryption. O(dest) is rewritten when it is compressed and O(compress=none)
+    or the other way (another O(compress_level) alone keeps it), when it is encrypted and no key is given or
+    the other way, and when the key given does not open it (another key file, another passphrase, a
+    passphrase for a file encrypted with a key file). A file encrypted with a passphrase is opened with it to
+    tell, one scrypt derivation.
     Data in a writable volume can change without any metadata change, so its diff is always rewritten.
   - A HyperLayer file records less, namely the volume's name, UUID and size, the base's UUID, the chunk size, the
     checksum level and the pairs. That is what is compared for O(format=hyperlayer); the base's UUID stands
@@ -142,6 +149,15 @@ EXAMPLES = r'''
     base: data-snap-1
     dest: /var/backups/data-snap-2.hl
     format: hyperlayer
+
+- name: A compressed, encrypted diff for a backup host that should never see the data
+  lvdiff.thin.lvdiff:
+    vg: vg0
+    lv: data-snap-2
+    base: data-snap-1
+    dest: /var/backups/data-snap-2.lvdiff
+    compress: zstd
+    encrypt_key_file: /etc/lvdiff/backup.key
 '''
 
 RETURN = r'''
@@ -154,7 +170,8 @@ size:
   description:
     - Size of the diff file in bytes.
     - In check mode, unless O(dest) already holds this diff, the size a run would write (exact for
-      O(format=lvdiff); for O(format=hyperlayer) within a few bytes per record).
+      O(format=lvdiff), encrypted or not; with O(compress=zstd) an upper bound, the size uncompressed; for
+      O(format=hyperlayer) within a few bytes per record).
   returned: always
   type: int
   sample: 209716342
@@ -225,11 +242,42 @@ thin_tools_version:
   returned: always
   type: str
   sample: 0.9.0
+compression:
+  description: V(zstd) when the diff's data is compressed (O(compress)), else V(none).
+  returned: always
+  type: str
+  sample: zstd
+encryption:
+  description: The diff's encryption, V(aes-256-gcm) with O(encrypt_key_file) or O(encrypt_passphrase), else V(none).
+  returned: always
+  type: str
+  sample: aes-256-gcm
+key_id:
+  description:
+    - The key id in the diff's header (32 hex digits), which names the key without revealing it; null when not
+      encrypted.
+    - With O(encrypt_passphrase) it differs per file (the passphrase goes through scrypt with each file's salt),
+      so it is null in check mode unless O(dest) is kept.
+  returned: always
+  type: str
+  sample: 5f0c7a6d2b3e4f8091a2b3c4d5e6f708
+stored_data_bytes:
+  description:
+    - Bytes of data as stored in the file (compressed, without the tags of encryption), against RV(size) and the
+      volume data it carries.
+  returned: when O(dest) was written, or kept because it already held this diff (then also in check mode)
+  type: int
+  sample: 52428800
+compression_ratio:
+  description: The bytes of volume data the diff carries divided by RV(stored_data_bytes) (1.0 uncompressed).
+  returned: when O(dest) was written, or kept because it already held this diff; null if it carries no data
+  type: float
+  sample: 3.912
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _progress, _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _progress, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._backup import Differ
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import require_lib, run_module
@@ -254,7 +302,9 @@ def main():
             format=dict(type='str', default='lvdiff', choices=['lvdiff', 'hyperlayer']),
             force=dict(type='bool', default=False),
             progress_file=dict(type='path'),
+            **dict(_diffio.COMPRESSION_ARGS, **_diffio.ENCRYPTION_ARGS)
         ),
+        mutually_exclusive=_diffio.ENCRYPTION_EXCLUSIVE,
         supports_check_mode=True,
     )
     require_lib(module, 'lxml', _thinmeta.HAS_LXML, _thinmeta.LXML_IMPORT_ERROR)

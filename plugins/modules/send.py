@@ -41,6 +41,8 @@ extends_documentation_fragment:
   - lvdiff.thin.ssh
   - lvdiff.thin.attributes.THIN_TOOLS
   - lvdiff.thin.progress
+  - lvdiff.thin.encryption
+  - lvdiff.thin.encryption.COMPRESSION
 requirements:
   - C(paramiko) on the source host, when a step has O(volumes[].steps[].remote).
 options:
@@ -247,6 +249,25 @@ volumes:
         checks:
           description: Base-check records of the diff (RV(lvdiff.thin.lvdiff#module:checks)).
           type: int
+        compression:
+          description: The diff's compression, V(zstd) or V(none) (RV(lvdiff.thin.lvdiff#module:compression)).
+          type: str
+        encryption:
+          description: The diff's encryption, V(aes-256-gcm) or V(none) (RV(lvdiff.thin.lvdiff#module:encryption)).
+          type: str
+        key_id:
+          description: The key id in the diff's header; null when not encrypted (RV(lvdiff.thin.lvdiff#module:key_id)).
+          type: str
+        stored_data_bytes:
+          description:
+            - Bytes of data as stored in the diff file (RV(lvdiff.thin.lvdiff#module:stored_data_bytes)); null in
+              check mode unless the diff was already there.
+          type: int
+        compression_ratio:
+          description:
+            - Volume data bytes over RV(volumes[].steps[].stored_data_bytes)
+              (RV(lvdiff.thin.lvdiff#module:compression_ratio)); null when not known.
+          type: float
         bytes_sent:
           description: Bytes sent to the target in this run (0 without a remote).
           type: int
@@ -597,9 +618,11 @@ class Sender:
         return os.path.isdir(directory)
 
     def diff_options(self, item, step):
-        return {'vg': item['vg'], 'lv': step['snapshot'], 'base': step['base'], 'dest': step['dest'],
-                'pairs': step['pairs'], 'checksum_level': self.p['checksum_level'], 'format': 'lvdiff',
-                'force': False, 'created': step['created']}
+        options = {'vg': item['vg'], 'lv': step['snapshot'], 'base': step['base'], 'dest': step['dest'],
+                   'pairs': step['pairs'], 'checksum_level': self.p['checksum_level'], 'format': 'lvdiff',
+                   'force': False, 'created': step['created']}
+        options.update((k, self.p[k]) for k in _SEALING_OPTIONS)
+        return options
 
     def snapshot(self, item, name, lvs, active=False):
         """Whether the snapshot name of item's volume is to be made (and, unless in check mode, was made)."""
@@ -630,12 +653,15 @@ def _step_result(step):
     """A step's result before its work: nothing created, written or sent yet."""
     return {'snapshot': step['snapshot'], 'base': step['base'], 'dest': step['dest'], 'remote': step['remote'],
             'created': False, 'changed': False, 'size': None, 'sha1': None, 'data_chunks': None,
-            'discard_chunks': None, 'checks': None, 'bytes_sent': 0, 'resumed_from': 0, 'seconds': 0.0}
+            'discard_chunks': None, 'checks': None, 'bytes_sent': 0, 'resumed_from': 0, 'seconds': 0.0,
+            'compression': None, 'encryption': None, 'key_id': None, 'stored_data_bytes': None,
+            'compression_ratio': None}
 
 
 def _record_diff(done, diff):
     """A step's result gets its diff's numbers (lvdiff's result)."""
-    done.update((k, diff.get(k)) for k in ('size', 'sha1', 'data_chunks', 'discard_chunks', 'checks'))
+    done.update((k, diff.get(k)) for k in ('size', 'sha1', 'data_chunks', 'discard_chunks', 'checks', 'compression',
+                                           'encryption', 'key_id', 'stored_data_bytes', 'compression_ratio'))
     done['changed'] = diff['changed']
 
 
@@ -645,7 +671,12 @@ def _remove_own_file(path):
         os.unlink(path)
 
 
+# The options of compression and encryption, the same for every diff of the run.
+_SEALING_OPTIONS = tuple(_diffio.COMPRESSION_ARGS) + tuple(_diffio.ENCRYPTION_ARGS)
+
+
 def run(module):
+    _diffio.writer_options(module.params)  # refused (a library, the key file) before any snapshot is taken
     return Sender(module).run()
 
 
@@ -677,7 +708,9 @@ def main():
             io_timeout=dict(type='int', default=600),
             jobs=dict(type='int', default=2),
             progress_files=dict(type='bool', default=True),
+            **dict(_diffio.COMPRESSION_ARGS, **_diffio.ENCRYPTION_ARGS)
         ),
+        mutually_exclusive=_diffio.ENCRYPTION_EXCLUSIVE,
         supports_check_mode=True,
     )
     require_lib(module, 'lxml', _thinmeta.HAS_LXML, _thinmeta.LXML_IMPORT_ERROR)

@@ -255,7 +255,7 @@ def test_key_options(tmp_path):
     assert _seal.Key.from_options() is None
     assert _seal.Key.from_options(key_file=path).describe() == 'key file %s' % path
     assert _seal.Key.from_options(passphrase='p').describe() == 'passphrase'
-    with pytest.raises(LvdiffError, match='give key_file or passphrase, not both'):
+    with pytest.raises(LvdiffError, match='give encrypt_key_file or encrypt_passphrase, not both'):
         _seal.Key.from_options(key_file=path, passphrase='p')
     with pytest.raises(LvdiffError, match='the passphrase is empty'):
         _seal.Key.from_options(passphrase='')

@@ -86,7 +86,7 @@ def target_copy(pair, tmp_path):
     return target
 
 
-def refused(pair, tmp_path, path, match, error=FormatError, key=None, both=False):
+def refused(pair, tmp_path, path, match, error=FormatError, key=None, both=False, strict=False):
     """Apply path to a copy of the base with verify_first (and without, if both: the failure comes before
     any write): it raises error with exactly this message, and the copy is left as it was."""
     for verify_first in (True, False) if both else (True,):
@@ -95,7 +95,7 @@ def refused(pair, tmp_path, path, match, error=FormatError, key=None, both=False
         fd = os.open(target, os.O_RDWR)
         try:
             with pytest.raises(error) as info:
-                _diffio.apply_file(path, fd, key=key, verify_first=verify_first)
+                _diffio.apply_file(path, fd, key=key, verify_first=verify_first, strict=strict)
         finally:
             os.close(fd)
         assert info.type is error and str(info.value) == match
@@ -328,19 +328,30 @@ def test_wrong_key_and_passphrase(pair, tmp_path, key):
 def test_missing_key(pair, tmp_path, key):
     path = good(pair, tmp_path, key=key)
     kid = json.loads(layout(open(path, 'rb').read())[0][5][:-16])['encryption']['key_id']
-    refused(pair, tmp_path, path, '%s is encrypted (key id %s): give key_file or passphrase' % (path, kid),
+    refused(pair, tmp_path, path, '%s is encrypted with key id %s: give encrypt_key_file or encrypt_passphrase' % (path, kid),
             LvdiffError, both=True)
     with _diffio.open_diff(path) as reader:  # a header-only look needs no key
         assert reader.header.encryption['key_id'] == kid and reader.encrypted
 
 
 @pytest.mark.parametrize('kw', [{}, {'compress_level': 3}])
-def test_a_key_for_an_unencrypted_file_is_refused(pair, tmp_path, key, kw):
-    """Anyone can write an unencrypted file: with a key, only an encrypted one proves who wrote it."""
+def test_a_key_for_an_unencrypted_file_is_refused_when_strict(pair, tmp_path, key, kw):
+    """Anyone can write an unencrypted file: with a key, only an encrypted one proves who wrote it (strict)."""
     path = good(pair, tmp_path, **kw)
     refused(pair, tmp_path, path, '%s is not encrypted, but a key was given (%s): refused, since anyone can write '
             'an unencrypted file in place of an encrypted one; read it without a key if you trust where it comes '
-            'from' % (path, key.describe()), LvdiffError, key, both=True)
+            'from' % (path, key.describe()), LvdiffError, key, both=True, strict=True)
+
+
+@pytest.mark.parametrize('kw', [{}, {'compress_level': 3}])
+def test_a_key_reads_an_unencrypted_file_without_it_by_default(pair, tmp_path, key, kw):
+    """A chain may hold plain files before encrypted ones: a reader given a key reads the plain ones as they are."""
+    path = good(pair, tmp_path, **kw)
+    with _diffio.open_diff(path, key) as reader:
+        assert reader.key is None and not reader.encrypted
+        assert _diffio.verify(reader)['decoded'] is True
+    with _diffio.open_diff(path, key, strict=True) as reader:
+        assert reader.key is key
 
 
 # --- zstd frames that lie -----------------------------------------------------------------------------
