@@ -39,7 +39,7 @@ import re
 import stat
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import CREATED_FORMAT
-from ansible_collections.lvdiff.thin.plugins.module_utils._diffio import open_reader, verify
+from ansible_collections.lvdiff.thin.plugins.module_utils._diffio import open_reader, sealing, verify
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._progress import NO_PROGRESS
 
@@ -270,12 +270,12 @@ class _Scan:
             return None
         created = header.created or _name_time(name[:16]).strftime(ISO_FORMAT)
         base = header.base or {}
-        return {'id': rel, 'path': os.path.join(self.root, *(place + (name,))),
+        return dict(sealing(header), **{'id': rel, 'path': os.path.join(self.root, *(place + (name,))),
                 'host': place[0], 'vg': place[1], 'lv': place[2], 'created': created, 'time': created,
                 'full': header.base is None, 'base': None, 'volume_uuid': header.volume['uuid'],
                 'base_uuid': base.get('uuid'), 'volume_size': header.volume['size'],
                 'chunk_size': header.chunk_size, 'file_size': st.st_size, 'format': header.format,
-                'pairs': dict(header.pairs), 'device': st.st_dev, 'inode': st.st_ino}
+                'pairs': dict(header.pairs), 'device': st.st_dev, 'inode': st.st_ino})
 
 
 def _read_header(dir_fd, name):
@@ -547,14 +547,15 @@ def _named(bid):
 
 
 @contextlib.contextmanager
-def _reading(root_fd, backup):
+def _reading(root_fd, backup, key=None):
     """A reader of backup's file below root_fd, proved to be the file scanned (inode, size, header)
-    before the block reads a record; errors of the block are the caller's to name."""
+    before the block reads a record; errors of the block are the caller's to name. key: open_reader's (a wrong
+    key fails here, named)."""
     bid = backup['id']
     with _open_backup(root_fd, bid) as raw:
         with _named(bid):
             _check_same_file(backup, os.fstat(raw.fileno()))
-            reader = open_reader(raw)
+            reader = open_reader(raw, key)
         with reader:
             with _named(bid):
                 _check_same_header(backup, reader.header)
@@ -562,24 +563,26 @@ def _reading(root_fd, backup):
 
 
 @contextlib.contextmanager
-def open_backup(root, backup):
+def open_backup(root, backup, key=None):
     """A reader of backup's file (resolve's dict) below root, to apply what verify_chain verified: opened
-    as verify_chain opens it (no symlink followed, the file scanned). Errors of opening it and of its
-    header are named '<id>: <reason>'; those of the block are the caller's."""
+    as verify_chain opens it (no symlink followed, the file scanned; key: open_reader's). Errors of opening it
+    and of its header are named '<id>: <reason>'; those of the block are the caller's."""
     root_fd = _open_root(root)
     try:
-        with _reading(root_fd, backup) as reader:
+        with _reading(root_fd, backup, key) as reader:
             yield reader
     finally:
         os.close(root_fd)
 
 
-def verify_chain(root, chain, progress=NO_PROGRESS):
+def verify_chain(root, chain, progress=NO_PROGRESS, key=None, decode=None):
     """Read every file of chain (resolve's) whole and verify it, before anything is applied: each
     the file scanned (inode, size, header), each link checked again from the headers read. The
     first bad file is named: '<id>: <reason>'. Returns {'bytes': total file bytes, 'files': n,
     'sha1s': [sha1 of each file], 'summaries': [_diffio's summary of each file, without its header]}.
-    progress (_progress's) is told the bytes read of the whole chain."""
+    progress (_progress's) is told the bytes read of the whole chain. key: to decrypt the encrypted files (the
+    plain ones are read without it); decode: _diffio.verify's (None: an encrypted file without the key is
+    verified keylessly, its summary's decoded false; True: it is refused, for a restore)."""
     if not chain:
         raise LvdiffError('an empty chain: nothing to verify')
     root_fd = _open_root(root)
@@ -588,10 +591,10 @@ def verify_chain(root, chain, progress=NO_PROGRESS):
     try:
         for backup in chain:
             bid = backup['id']
-            with _reading(root_fd, backup) as reader:
+            with _reading(root_fd, backup, key) as reader:
                 with _named(bid):
                     _check_link(bid, reader.header, before)
-                    checked = verify(reader, progress, done['bytes'])
+                    checked = verify(reader, progress, done['bytes'], decode)
             before = (bid, reader.header)
             done['bytes'] += checked['size']
             done['files'] += 1

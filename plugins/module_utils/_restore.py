@@ -26,15 +26,17 @@ REPLICA = {'permission': 'r', 'activate': False}
 
 
 def patch(lvm, src, vg, name=None, base=None, pool=None, base_check=True, final=None, tags=(),
-          check_mode=False, lvs=None, refinish=False, later=None, progress=NO_PROGRESS):
+          check_mode=False, lvs=None, refinish=False, later=None, progress=NO_PROGRESS, key=None):
     """Make vg/name from the diff file src, under name's lock (none in check mode: the lock directory
     would be a change); lvpatch's result. final: REPLICA's keys, the new volume's state; tags: added to
     it besides ours. An existing name made from this very diff gets its missing tags (and final's
     state too with refinish); anything else existing is refused. lvs: vg's {name: LV}, if the caller
     has it fresh. later: a list to put the name of a volume to deactivate on, for the caller to deactivate
-    many at once (see finish). progress (_progress's) follows the writing: phase 'applying', bytes of src read."""
+    many at once (see finish). progress (_progress's) follows the writing: phase 'applying', bytes of src read.
+    key (a _seal.Key): an encrypted src is read with it (a wrong one refused as the file is opened); a plain
+    src is read without it."""
     # One open file for the whole run: its header is parsed once, and what is checked is what is applied.
-    with _diffio.open_diff(src) as reader:
+    with _diffio.open_diff(src, key) as reader:
         header = reader.header
         if not (name or header.volume['name']):
             raise LvdiffError('the diff records no volume name: give name, the name of the new volume')
@@ -43,21 +45,23 @@ def patch(lvm, src, vg, name=None, base=None, pool=None, base_check=True, final=
         check_name_length(vg, name + TMP_SUFFIX, 'temporary volume')
         target = dict(REPLICA if final is None else final, vg=vg, name=name, base=base, pool=pool,
                       base_check=base_check, tags=[check_tag(t) for t in tags], refinish=refinish, later=later,
-                      progress=progress)
+                      progress=progress, key=key)
         if check_mode:
             return _restore(lvm, reader, src, target, check_mode, lvs)
         with lock(vg, name):
             return _restore(lvm, reader, src, target, check_mode, lvs)
 
 
-def patch_chain(lvm, root, chain, vg, name, pool, tags=(), final=None, check_mode=False, progress=NO_PROGRESS):
+def patch_chain(lvm, root, chain, vg, name, pool, tags=(), final=None, check_mode=False, progress=NO_PROGRESS,
+                key=None):
     """Make vg/name in pool from a chain of the backup repository root (_repository.resolve's, the full
     image first) in one temporary volume: each incremental applied onto what the files before it made,
     so that its base checks run against that state. Under name's lock (none in check mode), the target
     checked and every file of the chain verified before anything is created. restore's result. final:
     REPLICA's keys, the new volume's state; tags: added to it besides ours. An existing name made from the
     chain's newest file gets its missing tags; anything else existing is refused. progress (_progress's):
-    phase 'verifying', then 'applying', each of the chain's file bytes."""
+    phase 'verifying', then 'applying', each of the chain's file bytes. key: to decrypt the chain's encrypted
+    files (its plain ones are read without it); an encrypted file and no key is refused before anything is made."""
     if not chain:
         raise LvdiffError('an empty chain: nothing to restore')
     check_name('volume', name)
@@ -65,17 +69,18 @@ def patch_chain(lvm, root, chain, vg, name, pool, tags=(), final=None, check_mod
     check_name('thin pool', pool)
     check_name_length(vg, name + TMP_SUFFIX, 'temporary volume')
     target = dict(REPLICA if final is None else final, vg=vg, name=name, pool=pool, base_check=True,
-                  tags=[check_tag(t) for t in tags], refinish=False, later=None, progress=progress)
+                  tags=[check_tag(t) for t in tags], refinish=False, later=None, progress=progress, key=key)
     if check_mode:
         return _restore_chain(lvm, root, chain, target, check_mode)
     with lock(vg, name):
         return _restore_chain(lvm, root, chain, target, check_mode)
 
 
-def verify(src):
+def verify(src, key=None):
     """Check mode, for a diff whose base an earlier step would make: the whole file read and verified,
-    patch's counts."""
-    with _diffio.open_diff(src) as reader:
+    patch's counts. An encrypted src needs its key, as a run would."""
+    with _diffio.open_diff(src, key) as reader:
+        _diffio.require_key(reader)
         summary = _diffio.verify(reader)
         return dict(changed=True, sha1=summary['sha1'], **_counts(summary, reader.header.chunk_size))
 
@@ -96,12 +101,13 @@ def _restore(lvm, reader, src, t, check_mode, lvs):
               'volume_size': header.volume['size'], 'pairs': header.pairs, 'origin_uuid': header.volume['uuid'],
               'permission': t['permission'], 'active': t['activate'], 'base_checked': False}
 
-    if name in lvs:
+    if name in lvs:  # made from this diff? Its SHA-1 tells, with or without the key
         summary = _diffio.verify(reader)
         _refuse_foreign(vg, lvs[name], 'this diff', summary['sha1'])
         result.update(sha1=summary['sha1'], **_counts(summary, header.chunk_size))
         return _existing(lvm, lvs[name], t, check_mode, result)
 
+    _diffio.require_key(reader)  # before anything is looked up or made
     if header.incremental:
         if not t['base']:
             raise LvdiffError('this diff is incremental: give base, the volume holding the state of %s (uuid %s)'
@@ -134,7 +140,7 @@ def _restore(lvm, reader, src, t, check_mode, lvs):
         result.update(sha1=summary['sha1'], **_counts(summary, header.chunk_size))
         # Check mode activates nothing (as lvdiff): an inactive base cannot be read.
         if base is not None and t['base_check'] and base.active:
-            _check_base_only(src, base)
+            _check_base_only(src, base, t['key'])
             result['base_checked'] = True
         return result
 
@@ -158,7 +164,7 @@ def _restore_chain(lvm, root, chain, t, check_mode):
     if existing is None:
         pool = _chain_pool(lvs, vg, t['pool'], chain)  # the quick refusals before the long read
     t['progress'].start('verifying', sum(b['file_size'] for b in chain))
-    verified = _repository.verify_chain(root, chain, t['progress'])
+    verified = _repository.verify_chain(root, chain, t['progress'], t['key'], decode=True if existing is None else None)
     sha1 = verified['sha1s'][-1]
     result.update(sha1=sha1, bytes=verified['bytes'], **_chain_counts(verified['summaries'], chain[0]['chunk_size']))
     if existing is not None:
@@ -169,7 +175,7 @@ def _restore_chain(lvm, root, chain, t, check_mode):
     t['progress'].start('applying', verified['bytes'])
     _build(lvm, t, None, pool, lvs, newest['volume_uuid'], chain[0]['volume_size'],
            lambda made, size: _apply_chain(lvm, root, chain, verified['sha1s'], pool.chunk_size, made, size,
-                                           t['progress']))
+                                           t['progress'], t['key']))
     return result
 
 
@@ -193,11 +199,11 @@ def _chain_pool(lvs, vg, name, chain):
     return pool
 
 
-def _apply_chain(lvm, root, chain, sha1s, chunk_size, made, size, progress):
+def _apply_chain(lvm, root, chain, sha1s, chunk_size, made, size, progress, key=None):
     """Apply every file of chain in order onto the temporary volume made; the newest file's summary."""
     before = 0
     for backup, sha1 in zip(chain, sha1s):
-        with _repository.open_backup(root, backup) as reader:
+        with _repository.open_backup(root, backup, key) as reader:
             try:
                 summary, size = _patch_onto(lvm, reader, made, size, True, chunk_size, progress, before)
             except (FormatError, BaseMismatchError) as e:
@@ -334,14 +340,14 @@ def _chain_counts(summaries, cs):
     return totals
 
 
-def _check_base_only(src, base):
+def _check_base_only(src, base, key=None):
     """Check mode: run the diff's base checks against the active base, read-only."""
     try:
         fd = os.open(base.path, os.O_RDONLY)
     except OSError as e:
         raise LvdiffError('cannot open base %s: %s' % (base.path, e.strerror))
     try:
-        with _diffio.open_diff(src) as reader:
+        with _diffio.open_diff(src, key) as reader:
             _diffio.verify_base(reader, fd)
     finally:
         os.close(fd)

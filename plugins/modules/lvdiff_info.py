@@ -13,6 +13,11 @@ description:
   - Reads the header of a diff file written by M(lvdiff.thin.lvdiff) or by the Go C(lvdiff) (HYPERLAYER/1.0).
   - With O(verify=true), reads every record, checks every checksum and the trailer, and returns the counts
     and the SHA-1 of the whole file.
+  - An encrypted file (format version 2) is verified without its key when none is given (RV(keyless)), as on a
+    backup host that never holds it. That checks the framing, every record's checksum, their order and counts
+    and the SHA-1 of the whole file, which finds any damage in storage or transit, but not the authentication
+    tags, which only the key can check (RV(decoded) is false). With O(encrypt_key_file) or O(encrypt_passphrase)
+    every record is also decrypted and its tag checked; a wrong key fails with C(wrong key), not as damage.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
 attributes:
@@ -20,6 +25,7 @@ attributes:
     details: Reads only; runs the same in check mode.
 extends_documentation_fragment:
   - lvdiff.thin.attributes
+  - lvdiff.thin.encryption
 options:
   src:
     description: Path of the diff file.
@@ -75,7 +81,7 @@ header:
       description: V(lvdiff) or V(hyperlayer), as RV(format).
       type: str
     format_version:
-      description: Version of the file format (1).
+      description: Version of the file format (1, or 2 when compressed or encrypted).
       type: int
     tool:
       description: What wrote the file, V(lvdiff.thin VERSION); V(hyperlayer) for any HyperLayer file.
@@ -167,6 +173,50 @@ discard_bytes:
   returned: when O(verify=true)
   type: int
   sample: 196608
+compression:
+  description: V(zstd) when the file's data records are compressed, else V(none).
+  returned: always
+  type: str
+  sample: zstd
+encryption:
+  description:
+    - The file's encryption, V(aes-256-gcm) (or V(chacha20-poly1305), which this collection reads too), else
+      V(none).
+  returned: always
+  type: str
+  sample: aes-256-gcm
+key_id:
+  description:
+    - The key id in the header of an encrypted file (32 hex digits; it names the key, it does not reveal it);
+      null otherwise.
+  returned: always
+  type: str
+  sample: 5f0c7a6d2b3e4f8091a2b3c4d5e6f708
+keyless:
+  description:
+    - Whether the file is encrypted and no key was given, so that only what a host without the key can check
+      was checked (see the description).
+  returned: always
+  type: bool
+  sample: false
+decoded:
+  description:
+    - Whether every record was also decrypted, its authentication tag checked, and decompressed (false for an
+      encrypted file verified without its key).
+  returned: when O(verify=true)
+  type: bool
+  sample: true
+stored_data_bytes:
+  description: Bytes of data as stored (compressed, without the tags of encryption); RV(data_bytes) uncompressed.
+  returned: when O(verify=true)
+  type: int
+  sample: 52428800
+compression_ratio:
+  description:
+    - RV(data_bytes) divided by RV(stored_data_bytes) (1.0 uncompressed); null when the file carries no data.
+  returned: when O(verify=true)
+  type: float
+  sample: 4.0
 '''
 
 import os
@@ -179,20 +229,24 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import run_mod
 
 def run(module):
     src = module.params['src']
-    with _diffio.open_diff(src) as reader:
+    with _diffio.open_diff(src, _diffio.key_of(module.params)) as reader:  # a wrong key: WrongKeyError here
         header = reader.header
-        result = {'changed': False, 'format': header.format, 'header': header.as_dict(), 'pairs': header.pairs,
-                  'incremental': header.incremental, 'verified': False, 'size': os.path.getsize(src)}
+        result = dict(_diffio.sealing(header), changed=False, format=header.format, header=header.as_dict(),
+                      pairs=header.pairs, incremental=header.incremental, verified=False,
+                      size=os.path.getsize(src), keyless=reader.encrypted and reader.key is None)
         if module.params['verify']:
-            summary = _diffio.verify(reader)
-            result.update(verified=True, sha1=summary['sha1'], records=summary['records'],
-                          data_bytes=summary['data_bytes'], discard_bytes=summary['discard_bytes'])
+            summary = _diffio.verify(reader)  # keyless: what a host without the key can check
+            result.update((k, summary[k]) for k in ('sha1', 'records', 'data_bytes', 'discard_bytes',
+                                                    'stored_data_bytes', 'compression_ratio', 'decoded'))
+            result['verified'] = True
     return result
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(src=dict(type='path', required=True), verify=dict(type='bool', default=False)),
+        argument_spec=dict(src=dict(type='path', required=True), verify=dict(type='bool', default=False),
+                           **_diffio.ENCRYPTION_ARGS),
+        mutually_exclusive=_diffio.ENCRYPTION_EXCLUSIVE,
         supports_check_mode=True,
     )
     run_module(module, run)

@@ -38,6 +38,7 @@ extends_documentation_fragment:
   - lvdiff.thin.new_volume
   - lvdiff.thin.attributes.THIN_TOOLS
   - lvdiff.thin.progress
+  - lvdiff.thin.encryption
 options:
   src:
     description: Path of the diff file on the managed host.
@@ -192,7 +193,7 @@ origin_uuid:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _progress, _restore
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _progress, _restore
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import run_module
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
@@ -205,7 +206,8 @@ def run(module):
         return _restore.patch(Lvm(Runner(module)), p['src'], p['vg'], name=p['name'], base=p['base'],
                               pool=p['pool'], base_check=p['base_check'], tags=p['tags'],
                               check_mode=module.check_mode, progress=progress,
-                              final={'permission': p['permission'], 'activate': p['activate']})
+                              final={'permission': p['permission'], 'activate': p['activate']},
+                              key=_diffio.key_of(p))
 
 
 def main():
@@ -221,7 +223,9 @@ def main():
             activate=dict(type='bool', default=False),
             tags=dict(type='list', elements='str', default=[]),
             progress_file=dict(type='path'),
+            **_diffio.ENCRYPTION_ARGS
         ),
+        mutually_exclusive=_diffio.ENCRYPTION_EXCLUSIVE,
         supports_check_mode=True,
     )
     run_module(module, run)

@@ -31,6 +31,7 @@ attributes:
 extends_documentation_fragment:
   - lvdiff.thin.attributes
   - lvdiff.thin.attributes.THIN_TOOLS
+  - lvdiff.thin.encryption
 options:
   volumes:
     description: The volumes, each with its replicas to finish and its diffs to restore.
@@ -208,6 +209,7 @@ def run(module):
     volumes = [_checked(v) for v in p['volumes']]
     if p['jobs'] < 1:
         raise LvdiffError('jobs must be at least 1, not %d' % p['jobs'])
+    key = _diffio.key_of(p)  # a bad key file fails the run before anything is done
     lvm = Lvm(Runner(module))
     report = lvm.report(v['vg'] for v in volumes)
     stop = threading.Event()
@@ -221,7 +223,7 @@ def run(module):
         if stop.is_set():
             raise LvdiffError('not started: the run was terminated')
         _volume(lvm, report, volumes[i], progress[i], p['keep_diffs'], module.check_mode, stop,
-                later[volumes[i]['vg']])
+                later[volumes[i]['vg']], key)
         return {}
 
     with _batch.stop_on_signal(stop):
@@ -253,7 +255,7 @@ def _checked(v):
     return v
 
 
-def _volume(lvm, report, v, done, keep_diffs, check_mode, stop, later):
+def _volume(lvm, report, v, done, keep_diffs, check_mode, stop, later, key=None):
     vg = v['vg']
     if vg not in report:
         raise LvdiffError('volume group %s does not exist on this host' % vg)
@@ -269,12 +271,13 @@ def _volume(lvm, report, v, done, keep_diffs, check_mode, stop, later):
         if stop.is_set():
             raise LvdiffError('step %s not started: the run was terminated' % step['name'])
         if check_mode and step['base'] in made:  # an earlier step's replica: nothing to check it against
-            res = _restore.verify(step['src'])
+            res = _restore.verify(step['src'], key)
         else:
             # The start's lvs is current for the first step, unless finishing changed some of it.
             fresh = lvs if not done['steps'] and not done['finished'] else None
             res = _restore.patch(lvm, step['src'], vg, step['name'], base=step['base'], pool=v['pool'],
-                                 tags=v['tags'], check_mode=check_mode, lvs=fresh, refinish=True, later=later)
+                                 tags=v['tags'], check_mode=check_mode, lvs=fresh, refinish=True, later=later,
+                                 key=key)
         if step['name'] not in lvs:  # check mode: the steps after it have no base to check against
             made.add(step['name'])
         removed = not keep_diffs and _remove_diff(step['src'], check_mode)
@@ -310,7 +313,9 @@ def main():
             )),
             keep_diffs=dict(type='bool', default=False),
             jobs=dict(type='int', default=1),
+            **_diffio.ENCRYPTION_ARGS
         ),
+        mutually_exclusive=_diffio.ENCRYPTION_EXCLUSIVE,
         supports_check_mode=True,
     )
     run_module(module, run)

@@ -22,6 +22,11 @@ description:
     succeeds, like a scrub. It fails only when the repository itself cannot be read (a missing root, not a
     directory, a directory of more than 100000 entries) or an option is wrong.
   - Needs Python only on the managed host (no LVM, no C(lxml)), so it runs on the backup host or file server.
+  - Encrypted backups are verified without their key when none is given, as on a backup host that never holds
+    it (framing, record checksums, order, counts, the SHA-1 of each file: any damage in storage or transit);
+    they are listed in RV(volumes[].keyless). With O(encrypt_key_file) or O(encrypt_passphrase) they are also
+    decrypted and authenticated, as M(lvdiff.thin.restore) does; a file that the key does not open is an
+    error (C(wrong key)). Reading headers never needs the key.
 author:
   - lvdiff.thin contributors (!UNKNOWN)
 attributes:
@@ -29,6 +34,7 @@ attributes:
     details: Reads only (headers, and whole files with O(verify)); runs the same in check mode.
 extends_documentation_fragment:
   - lvdiff.thin.attributes
+  - lvdiff.thin.encryption
 options:
   repository:
     description:
@@ -199,6 +205,13 @@ volumes:
       type: list
       elements: str
       sample: [web1/vg0/data/20261201T030000Z-full.lvdiff]
+    keyless:
+      description:
+        - The ids among RV(volumes[].verified) of encrypted files verified without their key (no key was given),
+          whose authentication tags were not checked; by time.
+      type: list
+      elements: str
+      sample: [web1/vg0/data/20261202T030000Z-incr.lvdiff]
     errors:
       description:
         - What failed, by time; the module does not fail for it.
@@ -252,6 +265,18 @@ volumes:
               C(lvdiff.thin.backup) finds by it the source snapshot an incremental is made against.
           type: str
           sample: Zr3XyL-nZ1d-0Hd2-Yi4n-kHo1-Ro9v-SPZ2kC
+        compression:
+          description: V(zstd) when the file's data is compressed, else V(none) (from its header).
+          type: str
+          sample: zstd
+        encryption:
+          description: The file's encryption, V(aes-256-gcm), else V(none) (from its header).
+          type: str
+          sample: aes-256-gcm
+        key_id:
+          description: The key id in the header of an encrypted file; null otherwise.
+          type: str
+          sample: 5f0c7a6d2b3e4f8091a2b3c4d5e6f708
 partial:
   description: Leftovers of transfers in progress or interrupted (C(.part), C(.part.sha1)), never backups; paths.
   returned: always
@@ -319,7 +344,7 @@ summary:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _repository, _retention
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _repository, _retention
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, run_module
 
 # link's base of an orphan is MISSING_BASE % uuid: the uuid, bounded and escaped, follows this prefix.
@@ -331,33 +356,35 @@ def run(module):
     list_files = p['list_files']
     if list_files is None:
         list_files = None not in (p['host'], p['vg'], p['lv'])
-    return dict(report(p['repository'], p['host'], p['vg'], p['lv'], p['verify'], list_files), changed=False)
+    key = _diffio.key_of(p)
+    return dict(report(p['repository'], p['host'], p['vg'], p['lv'], p['verify'], list_files, key), changed=False)
 
 
-def report(root, host=None, vg=None, lv=None, verify='none', list_files=False):
-    """The module's result (without changed) for the repository root, only host's, vg's, lv's when given."""
+def report(root, host=None, vg=None, lv=None, verify='none', list_files=False, key=None):
+    """The module's result (without changed) for the repository root, only host's, vg's, lv's when given; key:
+    to decrypt encrypted files as they are verified (without it, they are verified keylessly)."""
     found = _repository.scan(root, host, vg, lv)
-    volumes = [_volume(root, place, backups, verify, list_files)
+    volumes = [_volume(root, place, backups, verify, list_files, key)
                for place, backups in sorted(found['volumes'].items())]
     summary = {'volumes': len(volumes),
                'broken_chains': sum(len(set(o['missing_base'] for o in v['orphans'])) for v in volumes)}
-    for key in ('backups', 'bytes'):
-        summary[key] = sum(v[key] for v in volumes)
-    for key in ('orphans', 'verified', 'errors'):
-        summary[key] = sum(len(v[key]) for v in volumes)
+    for name in ('backups', 'bytes'):
+        summary[name] = sum(v[name] for v in volumes)
+    for name in ('orphans', 'verified', 'errors'):
+        summary[name] = sum(len(v[name]) for v in volumes)
     return {'volumes': volumes, 'partial': found['partial'],
             'misplaced': [{'path': path, 'why': why} for path, why in found['misplaced']],
             'unreadable': [{'path': path, 'msg': msg} for path, msg in found['unreadable']],
             'summary': summary}
 
 
-def _volume(root, place, backups, verify, list_files):
+def _volume(root, place, backups, verify, list_files, key=None):
     """The report of one volume, from its backups as scan found them (oldest first)."""
     vid = '/'.join(place)
     result = {'host': place[0], 'vg': place[1], 'lv': place[2], 'backups': len(backups),
               'fulls': sum(1 for b in backups if b['full']), 'bytes': sum(b['file_size'] for b in backups),
               'oldest': backups[0]['created'], 'newest': backups[-1]['created'],
-              'chains': [], 'orphans': [], 'duplicates': [], 'verified': [], 'errors': []}
+              'chains': [], 'orphans': [], 'duplicates': [], 'verified': [], 'keyless': [], 'errors': []}
     kept_of = {}
     try:
         linked, _orphans, duplicates = _repository.link(backups)
@@ -370,11 +397,12 @@ def _volume(root, place, backups, verify, list_files):
                       duplicates=[{'id': d, 'kept': k} for d, k in duplicates])
         if verify != 'none':
             paths = chains.newest_path() if verify == 'sample' else chains.every_path()
-            result['verified'], result['errors'] = _verify(root, vid, paths, backups)
+            result['verified'], result['keyless'], result['errors'] = _verify(root, vid, paths, backups, key)
     if list_files:
         result['files'] = [{'id': b['id'], 'created': b['created'], 'full': b['full'], 'file_size': b['file_size'],
                             'base': None if b['full'] else kept_of.get(b['base_uuid']),
-                            'volume_uuid': b['volume_uuid']} for b in backups]
+                            'volume_uuid': b['volume_uuid'], 'compression': b['compression'],
+                            'encryption': b['encryption'], 'key_id': b['key_id']} for b in backups]
     return result
 
 
@@ -443,15 +471,15 @@ class _Chains:
         return paths
 
 
-def _verify(root, vid, paths, backups):
-    """(ids verified, [{id, msg}]) of verify_chain on each path; a path through a file already found bad is
-    not read again (the same fault would be reported twice)."""
+def _verify(root, vid, paths, backups, key=None):
+    """(ids verified, ids of those verified without their key, [{id, msg}]) of verify_chain on each path; a path
+    through a file already found bad is not read again (the same fault would be reported twice)."""
     verified, bad, errors = set(), set(), []
     for path in paths:
         if any(b['id'] in bad for b in path):
             continue
         try:
-            _repository.verify_chain(root, path)
+            _repository.verify_chain(root, path, key=key)
         except LvdiffError as e:
             # verify_chain stops at the first bad file and names it first: those before it are good
             at = [i for i, b in enumerate(path) if e.msg.startswith(b['id'] + ': ')]
@@ -465,8 +493,10 @@ def _verify(root, vid, paths, backups):
             verified.update(b['id'] for b in path)
     order = dict((b['id'], i) for i, b in enumerate(backups))
     order[vid] = -1
-    return ([b['id'] for b in backups if b['id'] in verified and b['id'] not in bad],
-            sorted(errors, key=lambda e: order[e['id']]))
+    good = [b['id'] for b in backups if b['id'] in verified and b['id'] not in bad]
+    # verify_chain decodes what it can: an encrypted file is verified keylessly exactly when no key is given
+    keyless = [b['id'] for b in backups if key is None and b['encryption'] != 'none' and b['id'] in good]
+    return good, keyless, sorted(errors, key=lambda e: order[e['id']])
 
 
 def main():
@@ -478,7 +508,9 @@ def main():
             lv=dict(type='str'),
             verify=dict(type='str', choices=['none', 'sample', 'all'], default='none'),
             list_files=dict(type='bool'),
+            **_diffio.ENCRYPTION_ARGS
         ),
+        mutually_exclusive=_diffio.ENCRYPTION_EXCLUSIVE,
         supports_check_mode=True,
     )
     run_module(module, run)

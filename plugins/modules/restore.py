@@ -37,6 +37,7 @@ extends_documentation_fragment:
   - lvdiff.thin.new_volume
   - lvdiff.thin.attributes.THIN_TOOLS
   - lvdiff.thin.progress
+  - lvdiff.thin.encryption
 options:
   repository:
     description:
@@ -244,7 +245,7 @@ checks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _progress, _repository, _restore
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _progress, _repository, _restore
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, run_module
 from ansible_collections.lvdiff.thin.plugins.module_utils._lvm import Lvm
@@ -255,6 +256,7 @@ SHOWN_NOT_TAKEN = 5
 
 def run(module):
     p = module.params
+    key = _diffio.key_of(p)  # a bad key file refused before the repository is read
     point = _point(p['point'], p['pair'])
     root = p['repository']
     place = (p['host'], p['vg_from'] or p['vg'], p['lv'])
@@ -270,7 +272,7 @@ def run(module):
                             None) as progress:
         return _restore.patch_chain(Lvm(Runner(module)), root, chain, p['vg'], p['name'] or p['lv'], p['pool'],
                                     tags=p['tags'], check_mode=module.check_mode, progress=progress,
-                                    final={'permission': p['permission'], 'activate': p['activate']})
+                                    final={'permission': p['permission'], 'activate': p['activate']}, key=key)
 
 
 def _point(point, pair):
@@ -313,8 +315,9 @@ def main():
             activate=dict(type='bool', default=False),
             tags=dict(type='list', elements='str', default=[]),
             progress_file=dict(type='path'),
+            **_diffio.ENCRYPTION_ARGS
         ),
-        mutually_exclusive=[('point', 'pair')],
+        mutually_exclusive=[('point', 'pair')] + _diffio.ENCRYPTION_EXCLUSIVE,
         supports_check_mode=True,
     )
     run_module(module, run)

@@ -96,7 +96,8 @@ def expected_backup(root, place, letter, **pairs):
             'created': TIMES[letter], 'time': TIMES[letter], 'full': BASES[letter] is None, 'base': None,
             'volume_uuid': 'UUID-' + letter, 'base_uuid': BASES[letter] and 'UUID-' + BASES[letter],
             'volume_size': 8 * CS, 'chunk_size': CS, 'file_size': st.st_size, 'format': 'lvdiff',
-            'pairs': dict(zip(_repository.PAIR_KEYS, place), **pairs), 'device': st.st_dev, 'inode': st.st_ino}
+            'pairs': dict(zip(_repository.PAIR_KEYS, place), **pairs), 'device': st.st_dev, 'inode': st.st_ino,
+            'compression': 'none', 'encryption': 'none', 'key_id': None}
 
 
 # --- the layout -------------------------------------------------------------------------------

@@ -333,9 +333,9 @@ def count_opens(monkeypatch):
     opens = []
     real = _restore._diffio.open_diff
 
-    def counting(path):
+    def counting(path, *args):
         opens.append(path)
-        return real(path)
+        return real(path, *args)
 
     monkeypatch.setattr(_restore._diffio, 'open_diff', counting)
     return opens
