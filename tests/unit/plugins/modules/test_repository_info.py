@@ -59,6 +59,10 @@ def size(root, place, letters):
     return sum(os.path.getsize(os.path.join(root, rel(place, x))) for x in letters)
 
 
+# A format 1 file's compression and encryption, in each entry of files.
+PLAIN = {'compression': 'none', 'encryption': 'none', 'key_id': None}
+
+
 def chain(root, place, letters):
     return {'ids': ids(place, letters), 'newest': TIMES[letters[-1]], 'bytes': size(root, place, letters)}
 
@@ -68,7 +72,7 @@ def volume(root, place, letters, fulls, chains, **kw):
     return dict({'host': place[0], 'vg': place[1], 'lv': place[2], 'backups': len(letters), 'fulls': fulls,
                  'bytes': size(root, place, letters), 'oldest': TIMES[letters[0]], 'newest': TIMES[letters[-1]],
                  'chains': [chain(root, place, c) for c in chains], 'orphans': [], 'duplicates': [],
-                 'verified': [], 'errors': []}, **kw)
+                 'verified': [], 'keyless': [], 'errors': []}, **kw)
 
 
 def info(run_module, root, check_mode=False, **options):
@@ -122,7 +126,7 @@ def test_the_files_of_one_volume_are_listed_when_it_alone_is_asked_for(repo, run
     one = dict(zip(('host', 'vg', 'lv'), VOL))
     res = info(run_module, repo, **one)
     files = [{'id': rel(VOL, x), 'created': TIMES[x], 'full': BASES[x] is None, 'file_size': size(repo, VOL, x),
-              'base': rel(VOL, BASES[x]) if x in 'DF' else None, 'volume_uuid': 'UUID-' + x}
+              'base': rel(VOL, BASES[x]) if x in 'DF' else None, 'volume_uuid': 'UUID-' + x, **PLAIN}
              for x in 'ACDEF']  # C's base B is missing
     assert [v['files'] for v in res['volumes']] == [files]
     assert 'files' not in info(run_module, repo, list_files=False, **one)['volumes'][0]
@@ -131,10 +135,10 @@ def test_the_files_of_one_volume_are_listed_when_it_alone_is_asked_for(repo, run
                                                          file_size=size(repo, OTHER_VG, 'I'), volume_uuid='UUID-I')],
                                             [{'id': rel(OTHER_HOST, 'G'), 'created': TIMES['G'], 'full': True,
                                               'file_size': size(repo, OTHER_HOST, 'G'), 'base': None,
-                                              'volume_uuid': 'UUID-G'},
+                                              'volume_uuid': 'UUID-G', **PLAIN},
                                              {'id': rel(OTHER_HOST, 'H'), 'created': TIMES['H'], 'full': False,
                                               'file_size': size(repo, OTHER_HOST, 'H'),
-                                              'base': rel(OTHER_HOST, 'G'), 'volume_uuid': 'UUID-H'}]]
+                                              'base': rel(OTHER_HOST, 'G'), 'volume_uuid': 'UUID-H', **PLAIN}]]
 
 
 # --- broken chains, duplicates, links that cannot be made ---------------------------------------------------------
@@ -181,7 +185,7 @@ def test_a_volume_whose_backups_cannot_be_linked_is_reported_the_others_still(re
                                        % (rel(loop, 'B'), rel(loop, 'B'))}])
     assert res['volumes'][-1]['files'] == [
         {'id': rel(loop, x), 'created': TIMES[x], 'full': False, 'file_size': size(repo, loop, x), 'base': None,
-         'volume_uuid': u} for x, u in (('B', 'UUID-X'), ('C', 'UUID-Y'))]
+         'volume_uuid': u, **PLAIN} for x, u in (('B', 'UUID-X'), ('C', 'UUID-Y'))]
     assert [v['verified'] for v in res['volumes']] == [ids(VOL, 'ABCDEF'), ids(OTHER_VG, 'I'),
                                                        ids(OTHER_HOST, 'GH'), []]
     assert res['summary'] == dict(res['summary'], volumes=4, errors=1, verified=9)
