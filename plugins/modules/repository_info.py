@@ -23,7 +23,7 @@ description:
     directory, a directory of more than 100000 entries) or an option is wrong.
   - Needs Python only on the managed host (no LVM, no C(lxml)), so it runs on the backup host or file server.
   - Encrypted backups are verified without their key when none is given, as on a backup host that never holds
-    it (framing, record checksums, order, counts, the SHA-1 of each file: any damage in storage or transit);
+    it (framing, record checksums, order, counts, the SHA-1 of each file, which finds any damage in storage or transit);
     they are listed in RV(volumes[].keyless). With O(encrypt_key_file) or O(encrypt_passphrase) they are also
     decrypted and authenticated, as M(lvdiff.thin.restore) does; a file that the key does not open is an
     error (C(wrong key)). Reading headers never needs the key.
