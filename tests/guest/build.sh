@@ -31,8 +31,10 @@ flock -w 900 8 || die "another build holds $OUT/.build.lock"
 BIN_PACKAGES=(busybox-static bash dash coreutils util-linux mount e2fsprogs lvm2 dmsetup
   thin-provisioning-tools kmod grep sed findutils gzip tar diffutils procps)
 OTHER_PACKAGES=(openssh-server openssh-client openssh-sftp-server python3.11 python3.11-minimal
-  libpython3.11-stdlib libpython3.11-minimal python3-lxml python3-paramiko libc6 libssl3)
-PY_DIST_ROOTS=(python3-lxml python3-paramiko)   # with their python3-* dependencies
+  libpython3.11-stdlib libpython3.11-minimal python3-lxml python3-paramiko python3-zstandard libc6 libssl3)
+# with their python3-* dependencies; paramiko's include python3-cryptography (format 2's AES-256-GCM), and
+# python3-zstandard compresses format 2 diffs (its libzstd comes with the ldd closure below)
+PY_DIST_ROOTS=(python3-lxml python3-paramiko python3-zstandard)
 MODULES=(crc32c_generic dm_thin_pool dm_snapshot loop virtio_pci virtio_net virtio_blk virtio_rng ext4)
 
 # python3-* packages needed by PY_DIST_ROOTS (their Depends, recursively)
@@ -210,7 +212,7 @@ Host *
 EOF
 chmod 600 "$ST/root/.ssh/authorized_keys" "$ST/root/.ssh/config" "$ST/root/.ssh/known_hosts"
 
-# Python 3.11 (Debian's), its standard library, and lxml + paramiko with their dependencies
+# Python 3.11 (Debian's), its standard library, and lxml + paramiko + zstandard with their dependencies
 put /usr/bin/python3.11
 ln -s python3.11 "$ST/usr/bin/python3"
 tar -C / -cf - --exclude='usr/lib/python3.11/test' --exclude='usr/lib/python3.11/idlelib' \
@@ -307,11 +309,15 @@ for f in init usr/sbin/sshd usr/sbin/lvm usr/sbin/dmsetup usr/sbin/thin_delta us
          usr/sbin/mkfs.ext4 usr/bin/mount usr/bin/sha256sum usr/bin/dd usr/bin/truncate \
          usr/bin/unshare usr/lib/openssh/sftp-server usr/bin/ssh \
          usr/lib/python3/dist-packages/lxml usr/lib/python3/dist-packages/paramiko \
+         usr/lib/python3/dist-packages/zstandard usr/lib/python3/dist-packages/cryptography \
          etc/init.d/rcS usr/local/sbin/lvdiff-guest-prepare; do
   [[ -e $ST/$f ]] || die "missing in the guest tree: /$f"
 done
-chroot "$ST" /usr/bin/python3 -c 'import lxml.etree, paramiko, ssl, json, ctypes' ||
-  die "python3 in the guest tree cannot import lxml/paramiko"
+chroot "$ST" /usr/bin/python3 -c 'import lxml.etree, paramiko, ssl, json, ctypes, zstandard
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+Cipher(algorithms.AES(bytes(32)), modes.GCM(bytes(12))).encryptor()
+zstandard.ZstdCompressor(level=3).compress(b"x")' ||
+  die "python3 in the guest tree cannot import lxml/paramiko/zstandard or use cryptography's AES-GCM"
 chroot "$ST" /usr/sbin/sshd -t -f /etc/ssh/sshd_config.src || die "sshd_config.src invalid"
 chroot "$ST" /usr/sbin/sshd -t -f /etc/ssh/sshd_config.dst || die "sshd_config.dst invalid"
 
