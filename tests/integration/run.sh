@@ -21,7 +21,7 @@ export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
 ANSIBLE=$ROOT/.venv/bin
 
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(lvdiff lvdiff_info lvpatch send receive restore replicate backup)
+[[ ${#targets[@]} -gt 0 ]] || targets=(lvdiff lvdiff_info lvpatch format2 send receive restore replicate backup)
 passed=0 failed=0
 for t in "${targets[@]}"; do
   echo "=== integration target $t"
