@@ -61,7 +61,8 @@ notes:
     C(python3-zstandard); RHEL-family C(python3-zstandard) from EPEL; or C(pip install zstandard)); so does
     reading a compressed file. Compression happens before encryption.
   - Format 1 is still written when neither compression nor encryption is asked for, so older readers keep
-    reading those files. O(format=hyperlayer) can be neither compressed nor encrypted.
+    reading those files. A HyperLayer file (O(lvdiff.thin.lvdiff#module:format=hyperlayer)) can be neither
+    compressed nor encrypted.
 requirements:
   - C(zstandard) on the managed host, only to compress or to read a compressed file (C(python3-zstandard)).
 '''

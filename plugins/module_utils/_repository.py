@@ -270,12 +270,14 @@ class _Scan:
             return None
         created = header.created or _name_time(name[:16]).strftime(ISO_FORMAT)
         base = header.base or {}
-        return dict(sealing(header), **{'id': rel, 'path': os.path.join(self.root, *(place + (name,))),
-                'host': place[0], 'vg': place[1], 'lv': place[2], 'created': created, 'time': created,
-                'full': header.base is None, 'base': None, 'volume_uuid': header.volume['uuid'],
-                'base_uuid': base.get('uuid'), 'volume_size': header.volume['size'],
-                'chunk_size': header.chunk_size, 'file_size': st.st_size, 'format': header.format,
-                'pairs': dict(header.pairs), 'device': st.st_dev, 'inode': st.st_ino})
+        entry = {'id': rel, 'path': os.path.join(self.root, *(place + (name,))),
+                 'host': place[0], 'vg': place[1], 'lv': place[2], 'created': created, 'time': created,
+                 'full': header.base is None, 'base': None, 'volume_uuid': header.volume['uuid'],
+                 'base_uuid': base.get('uuid'), 'volume_size': header.volume['size'],
+                 'chunk_size': header.chunk_size, 'file_size': st.st_size, 'format': header.format,
+                 'pairs': dict(header.pairs), 'device': st.st_dev, 'inode': st.st_ino}
+        entry.update(sealing(header))  # compression, encryption, key_id: from the header, no key needed
+        return entry
 
 
 def _read_header(dir_fd, name):

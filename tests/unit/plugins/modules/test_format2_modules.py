@@ -18,9 +18,11 @@ from ansible_collections.lvdiff.thin.tests.support.diffs import make_diff
 from ansible_collections.lvdiff.thin.tests.support.lvmhost import lvm_host
 from ansible_collections.lvdiff.thin.tests.support.repository import Snapshot, state
 from ansible_collections.lvdiff.thin.tests.support.volumes import CS
-from ansible_collections.lvdiff.thin.tests.unit.plugins.modules.test_lvdiff import (  # noqa: F401 a fixture
-    args, world)
+from ansible_collections.lvdiff.thin.tests.unit.plugins.modules import test_lvdiff
 
+# The lvdiff module's pool of real thin-tools metadata, and its arguments (test_lvdiff's fixture).
+world = test_lvdiff.world
+args = test_lvdiff.args
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
 
@@ -76,8 +78,8 @@ def test_lvdiff_without_the_options_still_writes_format_1(world, run_module):
 
 @pytest.mark.parametrize('options', [{'compress': 'zstd'}, {'encrypt_passphrase': 'secret'}, 'key file'])
 @pytest.mark.parametrize('check_mode', [False, True])
-def test_hyperlayer_with_compression_or_encryption_is_refused_before_anything(world, run_module, tmp_path, options,
-                                                                                check_mode):
+def test_hyperlayer_with_compression_or_encryption_is_refused_before_anything(world, run_module, tmp_path,
+                                                                                options, check_mode):
     options = {'encrypt_key_file': key_file(tmp_path)} if options == 'key file' else options
     rc, res = run_module(lvdiff, args(world, format='hyperlayer', **options), check_mode=check_mode)
     assert rc == 1 and res['msg'] == _diffio.HYPERLAYER_REFUSED
