@@ -78,8 +78,7 @@ def test_lvdiff_without_the_options_still_writes_format_1(world, run_module):
 
 @pytest.mark.parametrize('options', [{'compress': 'zstd'}, {'encrypt_passphrase': 'secret'}, 'key file'])
 @pytest.mark.parametrize('check_mode', [False, True])
-def test_hyperlayer_with_compression_or_encryption_is_refused_before_anything(world, run_module, tmp_path,
-                                                                                options, check_mode):
+def test_hyperlayer_compressed_or_encrypted_is_refused_first(world, run_module, tmp_path, options, check_mode):
     options = {'encrypt_key_file': key_file(tmp_path)} if options == 'key file' else options
     rc, res = run_module(lvdiff, args(world, format='hyperlayer', **options), check_mode=check_mode)
     assert rc == 1 and res['msg'] == _diffio.HYPERLAYER_REFUSED
