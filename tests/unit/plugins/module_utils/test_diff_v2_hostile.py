@@ -328,8 +328,8 @@ def test_wrong_key_and_passphrase(pair, tmp_path, key):
 def test_missing_key(pair, tmp_path, key):
     path = good(pair, tmp_path, key=key)
     kid = json.loads(layout(open(path, 'rb').read())[0][5][:-16])['encryption']['key_id']
-    refused(pair, tmp_path, path, '%s is encrypted with key id %s: give encrypt_key_file or encrypt_passphrase' % (path, kid),
-            LvdiffError, both=True)
+    refused(pair, tmp_path, path, '%s is encrypted with key id %s: give encrypt_key_file or encrypt_passphrase'
+            % (path, kid), LvdiffError, both=True)
     with _diffio.open_diff(path) as reader:  # a header-only look needs no key
         assert reader.header.encryption['key_id'] == kid and reader.encrypted
 
