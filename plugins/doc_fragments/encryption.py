@@ -21,7 +21,9 @@ options:
         it nothing encrypted with it can be restored.
       - A file's header names its key id (derived from the key, not the key), so a wrong key is told apart from
         a damaged file.
-      - A reader given a key reads the encrypted files with it and the unencrypted ones of a chain without it.
+      - A module that applies diffs (M(lvdiff.thin.lvpatch), M(lvdiff.thin.restore), M(lvdiff.thin.receive)) given
+        a key refuses an unencrypted file, since anyone who can write where it lies can write a plain one; the
+        reports (M(lvdiff.thin.lvdiff_info), M(lvdiff.thin.repository_info)) read plain files as they are.
       - Mutually exclusive with O(encrypt_passphrase).
     type: path
   encrypt_passphrase:

@@ -68,7 +68,7 @@ def _existing(dest, header, compress_level=None, key=None):
         if not _diffio.same_file(st, _diffio.owned_file(dest, os.fstat(fd))):
             return None  # replaced between the lstat and the open
         try:
-            with _diffio.open_reader(f, key) as reader:  # another key: WrongKeyError, rewritten
+            with _diffio.open_reader(f, key) as reader:  # another key or a plain file for a key: refused, rewritten
                 if _identity(reader.header) != _identity(header) or not _same_sealing(
                         reader.header, compress_level, key):
                     return None

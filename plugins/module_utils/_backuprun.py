@@ -25,6 +25,8 @@ import copy
 import datetime
 import json
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from ansible_collections.lvdiff.thin.plugins.module_utils import _repository, _retention
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError
 from ansible_collections.lvdiff.thin.plugins.module_utils._replicate import (
@@ -72,7 +74,7 @@ def _volume_settings(item, defaults, host, root):
 
 def start(volumes, host, defaults, now=None, check_mode=False):
     """The run's state from the role's volumes ({vg, lv, policy?, keep_snapshots?}) and defaults ({root,
-    spool_dir, policy, keep_snapshots}); now (ISO UTC text, default the clock) names the run's snapshots."""
+    spool_dir, policy, keep_snapshots, encrypted?: whether the run encrypts its files}); now (ISO UTC text, default the clock) names the run's snapshots."""
     for key in ('root', 'spool_dir'):
         if not defaults.get(key):
             raise PlanError('defaults.%s is required' % key)
@@ -82,6 +84,7 @@ def start(volumes, host, defaults, now=None, check_mode=False):
         raise PlanError(e.msg)
     when = when.replace(microsecond=0)
     state = {'host': host, 'root': defaults['root'], 'check_mode': bool(check_mode), 'stage': 'start',
+             'encrypted': boolean(defaults.get('encrypted') or False, strict=False),
              'now': when.strftime(_repository.ISO_FORMAT), 'time': when.strftime(TIME_FORMAT),
              'volumes': [_volume_settings(dict(item), defaults, host, defaults['root']) for item in volumes]}
     seen = set()
@@ -122,7 +125,7 @@ def _backups(v, entry):
         # An orphan's base is missing: a base id no backup has keeps _retention from taking it as restorable.
         base = None if f['full'] else f.get('base') or _repository.MISSING_BASE % '?'
         backups.append({'id': f['id'], 'time': f['created'], 'created': f['created'], 'full': f['full'],
-                        'base': base, 'volume_uuid': f.get('volume_uuid')})
+                        'base': base, 'volume_uuid': f.get('volume_uuid'), 'encryption': f.get('encryption')})
     restorable = set(i for chain in entry.get('chains') or [] for i in chain['ids'])
     return backups, restorable
 
@@ -199,6 +202,10 @@ def _steps(state, v, pr, snaps, backups, restorable):
     if kind == 'incremental':
         if newest_snap is None:
             kind, why = 'full', 'the snapshot of %s, the base an incremental needs, is gone' % newest['id']
+        elif newest.get('encryption') is not None and (newest['encryption'] != 'none') != state['encrypted']:
+            # A key applies only what it authenticates (_diffio.open_reader): a chain is all sealed or all plain.
+            kind, why = 'full', 'encryption switched %s since %s: a chain is all encrypted or all plain' % (
+                'on' if state['encrypted'] else 'off', newest['id'])
         else:
             base = newest_snap['name']
             unchanged = pr.get('changed_since') is False and pr.get('since') == base

@@ -365,6 +365,17 @@ class StreamReader(Closing):
         self.hasher = HeaderHasher(hashlib.sha1(), self._bufsize)
         self._started = False
 
+    def check_key(self):
+        """Refuse what events(decode=True) refuses before its first event, for a caller to ask before it makes
+        anything: an encrypted file without a key, an unencrypted one with a key."""
+        if self.encrypted and self.key is None:
+            raise LvdiffError('%s is encrypted with key id %s: give encrypt_key_file or encrypt_passphrase'
+                              % (self.name, self.header.encryption['key_id']))
+        if self.key is not None and not self.encrypted:
+            raise LvdiffError('%s is not encrypted, but a key was given (%s): refused, since anyone can write an '
+                              'unencrypted file in place of an encrypted one; read it without a key if you trust '
+                              'where it comes from' % (self.name, self.key.describe()))
+
     def events(self, decode=True):
         """Each record, verified, as (kind, offset, length, payload). decode=False: what a host without the
         key (or without zstandard) can verify, the payloads of DATA and CHECK records None (see
@@ -373,13 +384,8 @@ class StreamReader(Closing):
         if self._started:
             raise LvdiffError('a diff reader reads its records once')
         self._started = True
-        if decode and self.encrypted and self.key is None:
-            raise LvdiffError('%s is encrypted with key id %s: give encrypt_key_file or encrypt_passphrase'
-                              % (self.name, self.header.encryption['key_id']))
-        if decode and self.key is not None and not self.encrypted:
-            raise LvdiffError('%s is not encrypted, but a key was given (%s): refused, since anyone can write an '
-                              'unencrypted file in place of an encrypted one; read it without a key if you trust '
-                              'where it comes from' % (self.name, self.key.describe()))
+        if decode:
+            self.check_key()
         self.hasher = BufferedHasher(self.hasher.hashobj, self._bufsize, nbuf=3)
         try:
             yield from self._events(decode)

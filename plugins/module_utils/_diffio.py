@@ -74,14 +74,6 @@ def writer_options(p, fmt='lvdiff'):
     return level, key_of(p)
 
 
-def require_key(reader):
-    """Refuse, before anything is made, to apply an encrypted diff that was opened without a key (the
-    message of reader.events(decode=True), which would refuse it too, but only once the work began)."""
-    if reader.encrypted and reader.key is None:
-        raise LvdiffError('%s is encrypted with key id %s: give encrypt_key_file or encrypt_passphrase'
-                          % (reader.name, reader.header.encryption['key_id']))
-
-
 def sealing(header):
     """What a diff header says of compression and encryption: compression, encryption, key_id."""
     return {'compression': header.compression['algorithm'] if header.compression else 'none',
@@ -333,11 +325,12 @@ class _Replay:
         return out + self._f.readline(limit - len(out)) if len(out) < limit else out
 
 
-def open_reader(f, key=None, strict=False):
+def open_reader(f, key=None, strict=True):
     """A reader for the diff in binary file object f (a file or a pipe), by its magic. key (a _seal.Key):
-    to read an encrypted file's records; its header is read without one. A file that is not encrypted is read
-    without the key (a chain may hold plain files and encrypted ones: the key opens those it encrypted),
-    unless strict: then the reader refuses it (anyone can write a plain file in place of an encrypted one)."""
+    to read an encrypted file's records; its header is read without one. Given a key, a file that is not
+    encrypted is refused (strict): anyone who can write where the file lies can put a plain file in place of an
+    encrypted one, so whoever applies with a key trusts only what the key authenticates. strict=False reads a
+    plain file without the key, for reports (lvdiff_info, repository_info) that only say what a file is."""
     reader = _open_reader(f, key)
     if key is not None and not reader.encrypted and not strict:
         reader.key = None  # the key is only checked against an encrypted header: nothing else to undo
@@ -363,7 +356,7 @@ def _open_reader(f, key):
 
 
 @contextlib.contextmanager
-def open_diff(path, key=None, strict=False):
+def open_diff(path, key=None, strict=True):
     """Open the diff at path and yield its reader (key, strict: open_reader's)."""
     try:
         f = open(path, 'rb', buffering=_READ_BUFFER)
@@ -471,21 +464,20 @@ def check_base_range(fd, header, offset, length, expected, buf):
                                                header.base.get('uuid')))
 
 
-def apply_file(path, target_fd, base_check=True, target_chunk_size=None, verify_first=True, key=None, strict=False):
-    """Apply the diff file at path (encrypted: with its key; key and strict: open_reader's). verify_first reads
-    and verifies the whole file
+def apply_file(path, target_fd, base_check=True, target_chunk_size=None, verify_first=True, key=None):
+    """Apply the diff file at path (key: open_reader's). verify_first reads and verifies the whole file
     before the first write, so that a corrupt or truncated file changes nothing even
     on a target that cannot be thrown away; lvpatch writes into a temporary volume
     instead and skips this second read."""
     if verify_first:
-        _verify_file(path, target_chunk_size, key, strict)
-    with open_diff(path, key, strict) as reader:
+        _verify_file(path, target_chunk_size, key)
+    with open_diff(path, key) as reader:
         return apply(reader, target_fd, base_check=base_check, target_chunk_size=target_chunk_size)
 
 
-def _verify_file(path, target_chunk_size, key, strict):
+def _verify_file(path, target_chunk_size, key):
     # A function of its own, so that this reader's buffers are freed before apply's reader exists.
-    with open_diff(path, key, strict) as reader:
+    with open_diff(path, key) as reader:
         check_target(reader.header, target_chunk_size)
         verify(reader, decode=True)  # all that apply will check, tags and frames included
 

@@ -549,15 +549,15 @@ def _named(bid):
 
 
 @contextlib.contextmanager
-def _reading(root_fd, backup, key=None):
+def _reading(root_fd, backup, key=None, strict=True):
     """A reader of backup's file below root_fd, proved to be the file scanned (inode, size, header)
     before the block reads a record; errors of the block are the caller's to name. key: open_reader's (a wrong
-    key fails here, named)."""
+    key fails here, named; key, strict: open_reader's)."""
     bid = backup['id']
     with _open_backup(root_fd, bid) as raw:
         with _named(bid):
             _check_same_file(backup, os.fstat(raw.fileno()))
-            reader = open_reader(raw, key)
+            reader = open_reader(raw, key, strict)
         with reader:
             with _named(bid):
                 _check_same_header(backup, reader.header)
@@ -577,13 +577,13 @@ def open_backup(root, backup, key=None):
         os.close(root_fd)
 
 
-def verify_chain(root, chain, progress=NO_PROGRESS, key=None, decode=None):
+def verify_chain(root, chain, progress=NO_PROGRESS, key=None, decode=None, strict=True):
     """Read every file of chain (resolve's) whole and verify it, before anything is applied: each
     the file scanned (inode, size, header), each link checked again from the headers read. The
     first bad file is named: '<id>: <reason>'. Returns {'bytes': total file bytes, 'files': n,
     'sha1s': [sha1 of each file], 'summaries': [_diffio's summary of each file, without its header]}.
-    progress (_progress's) is told the bytes read of the whole chain. key: to decrypt the encrypted files (the
-    plain ones are read without it); decode: _diffio.verify's (None: an encrypted file without the key is
+    progress (_progress's) is told the bytes read of the whole chain. key, strict: open_reader's (given a
+    key, a plain file is refused unless strict is False, for a report); decode: _diffio.verify's (None: an encrypted file without the key is
     verified keylessly, its summary's decoded false; True: it is refused, for a restore)."""
     if not chain:
         raise LvdiffError('an empty chain: nothing to verify')
@@ -593,7 +593,7 @@ def verify_chain(root, chain, progress=NO_PROGRESS, key=None, decode=None):
     try:
         for backup in chain:
             bid = backup['id']
-            with _reading(root_fd, backup, key) as reader:
+            with _reading(root_fd, backup, key, strict) as reader:
                 with _named(bid):
                     _check_link(bid, reader.header, before)
                     checked = verify(reader, progress, done['bytes'], decode)

@@ -33,8 +33,8 @@ def patch(lvm, src, vg, name=None, base=None, pool=None, base_check=True, final=
     state too with refinish); anything else existing is refused. lvs: vg's {name: LV}, if the caller
     has it fresh. later: a list to put the name of a volume to deactivate on, for the caller to deactivate
     many at once (see finish). progress (_progress's) follows the writing: phase 'applying', bytes of src read.
-    key (a _seal.Key): an encrypted src is read with it (a wrong one refused as the file is opened); a plain
-    src is read without it."""
+    key (a _seal.Key): an encrypted src is read with it (a wrong one, or a plain src, refused as the file is
+    opened: see _diffio.open_reader)."""
     # One open file for the whole run: its header is parsed once, and what is checked is what is applied.
     with _diffio.open_diff(src, key) as reader:
         header = reader.header
@@ -60,8 +60,8 @@ def patch_chain(lvm, root, chain, vg, name, pool, tags=(), final=None, check_mod
     checked and every file of the chain verified before anything is created. restore's result. final:
     REPLICA's keys, the new volume's state; tags: added to it besides ours. An existing name made from the
     chain's newest file gets its missing tags; anything else existing is refused. progress (_progress's):
-    phase 'verifying', then 'applying', each of the chain's file bytes. key: to decrypt the chain's encrypted
-    files (its plain ones are read without it); an encrypted file and no key is refused before anything is made."""
+    phase 'verifying', then 'applying', each of the chain's file bytes. key: to decrypt the chain's files, all
+    encrypted then (a plain one is refused); an encrypted file and no key is refused before anything is made."""
     if not chain:
         raise LvdiffError('an empty chain: nothing to restore')
     check_name('volume', name)
@@ -80,7 +80,7 @@ def verify(src, key=None):
     """Check mode, for a diff whose base an earlier step would make: the whole file read and verified,
     patch's counts. An encrypted src needs its key, as a run would."""
     with _diffio.open_diff(src, key) as reader:
-        _diffio.require_key(reader)
+        reader.check_key()
         summary = _diffio.verify(reader)
         return dict(changed=True, sha1=summary['sha1'], **_counts(summary, reader.header.chunk_size))
 
@@ -107,7 +107,7 @@ def _restore(lvm, reader, src, t, check_mode, lvs):
         result.update(sha1=summary['sha1'], **_counts(summary, header.chunk_size))
         return _existing(lvm, lvs[name], t, check_mode, result)
 
-    _diffio.require_key(reader)  # before anything is looked up or made
+    reader.check_key()  # before anything is looked up or made
     if header.incremental:
         if not t['base']:
             raise LvdiffError('this diff is incremental: give base, the volume holding the state of %s (uuid %s)'

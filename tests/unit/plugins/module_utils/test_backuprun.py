@@ -198,6 +198,19 @@ def test_full_every_makes_a_full_image_with_the_reason(tmp_path):
     assert len(w.repository()['volumes'][0]['chains']) == 2
 
 
+def test_encryption_switched_on_or_off_starts_a_new_chain_with_the_reason(tmp_path):
+    w = World(tmp_path)
+    run(w, T1)  # World writes plain files
+    same = run(w, T2, encrypted='False')  # a templated flag may come as text
+    assert steps_of(same['probed'])[0]['base'] is not None
+    on = run(w, T3, encrypted=True)
+    (step,) = steps_of(on['probed'])
+    assert step['base'] is None and step['remote'].endswith('%s-full.lvdiff' % name_time(T3))
+    assert on['rotated']['results'][0]['steps'][0]['why'] == (
+        'encryption switched on since web1/vg0/data/%s-incr.lvdiff: a chain is all encrypted or all plain'
+        % name_time(T2))
+
+
 def test_unchanged_volume_sends_nothing_and_reports_no_change(tmp_path):
     w = World(tmp_path)
     run(w, T1)

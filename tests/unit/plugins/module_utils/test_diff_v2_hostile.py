@@ -86,7 +86,7 @@ def target_copy(pair, tmp_path):
     return target
 
 
-def refused(pair, tmp_path, path, match, error=FormatError, key=None, both=False, strict=False):
+def refused(pair, tmp_path, path, match, error=FormatError, key=None, both=False):
     """Apply path to a copy of the base with verify_first (and without, if both: the failure comes before
     any write): it raises error with exactly this message, and the copy is left as it was."""
     for verify_first in (True, False) if both else (True,):
@@ -95,7 +95,7 @@ def refused(pair, tmp_path, path, match, error=FormatError, key=None, both=False
         fd = os.open(target, os.O_RDWR)
         try:
             with pytest.raises(error) as info:
-                _diffio.apply_file(path, fd, key=key, verify_first=verify_first, strict=strict)
+                _diffio.apply_file(path, fd, key=key, verify_first=verify_first)
         finally:
             os.close(fd)
         assert info.type is error and str(info.value) == match
@@ -335,22 +335,22 @@ def test_missing_key(pair, tmp_path, key):
 
 
 @pytest.mark.parametrize('kw', [{}, {'compress_level': 3}])
-def test_a_key_for_an_unencrypted_file_is_refused_when_strict(pair, tmp_path, key, kw):
-    """Anyone can write an unencrypted file: with a key, only an encrypted one proves who wrote it (strict)."""
+def test_a_key_for_an_unencrypted_file_is_refused(pair, tmp_path, key, kw):
+    """Anyone can write an unencrypted file: with a key, only an encrypted one proves who wrote it."""
     path = good(pair, tmp_path, **kw)
     refused(pair, tmp_path, path, '%s is not encrypted, but a key was given (%s): refused, since anyone can write '
             'an unencrypted file in place of an encrypted one; read it without a key if you trust where it comes '
-            'from' % (path, key.describe()), LvdiffError, key, both=True, strict=True)
+            'from' % (path, key.describe()), LvdiffError, key, both=True)
 
 
 @pytest.mark.parametrize('kw', [{}, {'compress_level': 3}])
-def test_a_key_reads_an_unencrypted_file_without_it_by_default(pair, tmp_path, key, kw):
-    """A chain may hold plain files before encrypted ones: a reader given a key reads the plain ones as they are."""
+def test_a_report_reads_an_unencrypted_file_without_the_key_when_not_strict(pair, tmp_path, key, kw):
+    """lvdiff_info and repository_info, given a key, read a plain file as it is (strict=False)."""
     path = good(pair, tmp_path, **kw)
-    with _diffio.open_diff(path, key) as reader:
+    with _diffio.open_diff(path, key, strict=False) as reader:
         assert reader.key is None and not reader.encrypted
         assert _diffio.verify(reader)['decoded'] is True
-    with _diffio.open_diff(path, key, strict=True) as reader:
+    with _diffio.open_diff(path, key) as reader:
         assert reader.key is key
 
 

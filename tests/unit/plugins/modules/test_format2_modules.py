@@ -216,9 +216,13 @@ def test_lvpatch_refuses_a_wrong_key_as_a_wrong_key(patch_env, run_module, tmp_p
     assert rc == 1 and res['msg'].startswith('wrong key: %s was encrypted with a key file' % src)
 
 
-def test_lvpatch_with_a_key_applies_a_plain_diff_too(patch_env, run_module, tmp_path):
+def test_lvpatch_with_a_key_refuses_a_plain_diff(patch_env, run_module, tmp_path):
+    """Anyone who can write where the file lies can write a plain one: a key applies only what it seals."""
     src, image = full_image(tmp_path, 'd.lvdiff', compress_level=2)
     rc, res = run_module(lvpatch, patch_args(src, encrypt_key_file=key_file(tmp_path)))
+    assert rc == 1 and res['msg'].startswith('%s is not encrypted, but a key was given' % src), res
+    assert patch_env.changes() == []
+    rc, res = run_module(lvpatch, patch_args(src))
     assert rc == 0 and patch_env.content('vg', 'x') == image
 
 
@@ -241,18 +245,31 @@ def put(tmp_path, letter, **kw):
         return dest, f.read()
 
 
-@pytest.fixture
-def mixed(tmp_path, monkeypatch):
-    """A repository whose chain is A plain, B compressed, C encrypted and compressed; (host, root, key, images)."""
+def repository(tmp_path, monkeypatch, sealed):
+    """A repository whose chain is A, B compressed, C encrypted and compressed, the letters in sealed
+    encrypted too; (host, root, key, images)."""
     monkeypatch.setattr(_restore, 'LOCK_DIR', str(tmp_path / 'run-lvdiff.thin'))
     host = lvm_host(tmp_path, monkeypatch)
     monkeypatch.setattr(restore, 'Runner', lambda module: host)
     key = key_file(tmp_path)
     images = {}
-    for letter, kw in (('A', {}), ('B', {'compress_level': 3}),
-                       ('C', {'compress_level': 3, 'key': _seal.Key.from_file(key)})):
+    for letter, kw in (('A', {}), ('B', {'compress_level': 3}), ('C', {'compress_level': 3})):
+        if letter in sealed:
+            kw = dict(kw, key=_seal.Key.from_file(key))
         images[letter] = put(tmp_path, letter, **kw)[1]
     return host, str(tmp_path / 'repo'), key, images
+
+
+@pytest.fixture
+def mixed(tmp_path, monkeypatch):
+    """A plain, B compressed, C encrypted and compressed."""
+    return repository(tmp_path, monkeypatch, 'C')
+
+
+@pytest.fixture
+def sealed(tmp_path, monkeypatch):
+    """A, B and C encrypted (B and C compressed)."""
+    return repository(tmp_path, monkeypatch, 'ABC')
 
 
 def restore_args(root, **kw):
@@ -260,13 +277,12 @@ def restore_args(root, **kw):
                  'name': 'x'}, **kw)
 
 
-def test_restore_reads_a_mixed_chain_with_the_key(mixed, run_module):
+def test_restore_with_the_key_refuses_the_plain_files_of_a_mixed_chain(mixed, run_module):
     host, root, key, images = mixed
     rc, res = run_module(restore, restore_args(root, encrypt_key_file=key))
-    assert rc == 0 and res['changed'] is True, res
-    assert host.content('vg', 'x') == images['C']
-    rc, again = run_module(restore, restore_args(root))  # the volume exists: its SHA-1 tells, no key needed
-    assert rc == 0 and again['changed'] is False
+    assert rc == 1 and res['msg'].startswith('web1/vg0/data/20261201T030000Z-full.lvdiff: ') and (
+        'is not encrypted, but a key was given' in res['msg']), res
+    assert host.changes() == []
 
 
 def test_restore_without_the_key_is_refused_before_anything(mixed, run_module):
@@ -280,11 +296,20 @@ def test_restore_without_the_key_is_refused_before_anything(mixed, run_module):
     assert rc == 0 and host.content('vg', 'x') == images['B']
 
 
-def test_restore_with_a_wrong_key_names_the_file_and_the_key(mixed, run_module, tmp_path):
-    host, root, key, images = mixed
+def test_restore_with_a_wrong_key_names_the_file_and_the_key(sealed, run_module, tmp_path):
+    host, root, key, images = sealed
     rc, res = run_module(restore, restore_args(root, encrypt_key_file=key_file(tmp_path, KEY_B, 'b.key')))
-    assert rc == 1 and res['msg'].startswith('web1/vg0/data/20261203T030000Z-incr.lvdiff: wrong key: ')
+    assert rc == 1 and res['msg'].startswith('web1/vg0/data/20261201T030000Z-full.lvdiff: wrong key: '), res
     assert host.changes() == []
+
+
+def test_restore_of_an_encrypted_chain_with_its_key(sealed, run_module):
+    host, root, key, images = sealed
+    rc, res = run_module(restore, restore_args(root, encrypt_key_file=key))
+    assert rc == 0 and res['changed'] is True, res
+    assert host.content('vg', 'x') == images['C']
+    rc, again = run_module(restore, restore_args(root))  # the volume exists: its SHA-1 tells, no key needed
+    assert rc == 0 and again['changed'] is False
 
 
 def test_repository_info_verifies_encrypted_files_keylessly_or_with_the_key(mixed, run_module):
