@@ -193,6 +193,20 @@ def machine():
             os_name = m.group(1) if m else "?"
     except OSError:
         pass
+    try:
+        zstd_cli = subprocess.run(["zstd", "--version"], capture_output=True, text=True,
+                                  check=False).stdout.strip().split(" v", 1)[-1].split(",")[0]
+    except OSError:
+        zstd_cli = "?"
+    try:
+        import zstandard
+        import cryptography
+        from cryptography.hazmat.backends.openssl import backend
+        fmt2 = "zstandard %s (libzstd %s), cryptography %s (%s)" % (
+            zstandard.__version__, ".".join(map(str, zstandard.ZSTD_VERSION)), cryptography.__version__,
+            backend.openssl_version_text())
+    except ImportError:
+        fmt2 = "?"
     fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", OUTPUT if os.path.exists(OUTPUT) else REPO],
                         capture_output=True, text=True, check=False).stdout.strip() or "?"
     return [
@@ -204,5 +218,7 @@ def machine():
         ("Python", platform.python_version()),
         ("lxml", lxml_v),
         ("thin-provisioning-tools", tools),
+        ("zstd (CLI)", zstd_cli),
+        ("format 2 libraries", fmt2),
         ("file system of tests/output", fs),
     ]

@@ -8,7 +8,7 @@ change from the first to the second), made without root and without mounting any
   70% full; the second state is the same image changed with debugfs as a package upgrade
   would: files added, files rewritten with about 1% of their bytes changed, files removed.
 - sqlite: a SQLite database (customers, products, orders with notes, three indexes) built
-  with Python's sqlite3; the second state updates about 2% of the orders (most of them among
+  with Python's sqlite3 and vacuumed; the second state updates about 2% of the orders (most of them among
   the newest tenth, a few anywhere), inserts 3% more and deletes 0.02% of the old ones.
 
 A volume is a sparse file of a fixed size; its "mapped" chunks (what a thin pool would send for
@@ -33,12 +33,21 @@ import _common
 
 REAL = os.path.join(_common.OUTPUT, 'real')
 CHUNK = 64 << 10
-_VERSION = 2  # of what is built: bump to rebuild every cache
+_VERSION = 3  # of what is built: bump to rebuild every cache
 _SKIP_DIRS = ('/usr/local', '/usr/src')
+
+
+_USR = {}
 
 
 def _usr_files(seed):
     """Every regular file under /usr (readable, not empty), as (relative path, size), in a seeded order."""
+    if seed not in _USR:
+        _USR[seed] = _walk_usr(seed)
+    return list(_USR[seed])
+
+
+def _walk_usr(seed):
     found = []
     for root, dirs, files in os.walk('/usr'):
         dirs[:] = sorted(d for d in dirs if os.path.join(root, d) not in _SKIP_DIRS)
@@ -204,6 +213,7 @@ def _build_sqlite(d, size, seed, log):
     con.executemany('INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
                     (_order(rng, i, n_customers, n_products, words) for i in range(1, n_orders + 1)))
     con.commit()
+    con.execute('VACUUM')  # each table and index in pages of its own, as after maintenance
     con.close()
     db2 = os.path.join(d, 'state2.sqlite')
     shutil.copyfile(db1, db2)
