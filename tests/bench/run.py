@@ -3,7 +3,7 @@
 
     make bench          # full sizes (about 15 min); writes tests/output/bench/results.md
     make bench-smoke    # every benchmark at tiny sizes (under 30 s); fails only on errors
-    .venv/bin/python tests/bench/run.py [--smoke] [--runs N] [--only meta|data]
+    .venv/bin/python tests/bench/run.py [--smoke] [--runs N] [--only meta|data|fmt2]
                                         [--filter TEXT] [--no-baseline] [--out FILE]
 
 Method: every measured operation runs in a fresh Python child (tests/bench/child.py)
@@ -15,6 +15,12 @@ peak RSS comes from GNU time on one extra floor run. Each row runs a warm-up of
 floor and ours (discarded; it also fills the page cache: all runs are warm), then N
 interleaved pairs floor/ours, with dirty pages written out (sync) before each timed
 data run; the ratio is the median of the N per-pair ratios, seconds are medians.
+Format 2 (7-10) runs on realistic volumes (tests/bench/realdata.py: ext4 of a /usr copy,
+a SQLite database; full images and incrementals): write_diff compressed (zstd level 3)
+against `cat changed | zstd -3 -T1 | tee out | sha1sum` of the same changed bytes, with
+the file sizes; encrypted against the same write_diff unencrypted (pairs ours/ours);
+apply_file of each kind against the plain diff's; peak RSS of each at two volume sizes.
+Every diff is applied once and checked against the source before it is timed.
 Timings are reported, never asserted: only errors and wrong results fail.
 """
 
