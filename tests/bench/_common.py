@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,8 +72,13 @@ def run_child(op, **args):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+LAST_PIPELINE_CPU = [0.0]  # CPU seconds (user + system) of the last run_pipeline's processes
+
+
 def run_pipeline(cmds, stdout=subprocess.DEVNULL):
-    """Run a shell-free pipeline cmd1 | cmd2 | ...; return its wall time in seconds."""
+    """Run a shell-free pipeline cmd1 | cmd2 | ...; return its wall time in seconds (its CPU time
+    goes to LAST_PIPELINE_CPU)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     procs = []
     prev = None
@@ -87,6 +93,8 @@ def run_pipeline(cmds, stdout=subprocess.DEVNULL):
     for p in procs:
         p.wait()
     elapsed = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_PIPELINE_CPU[0] = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
     for p, cmd in zip(procs, cmds):
         if p.returncode != 0:
             raise RuntimeError("%s failed (rc=%d)" % (" ".join(cmd), p.returncode))

@@ -4,7 +4,8 @@
 
 Prints one JSON line: seconds (the operation only, not start-up or imports), rss_kib
 (this process's peak RSS, VmHWM: the thin tool it runs is not counted), and what the
-operation counted, for the runner to check.
+operation counted, for the runner to check; cpu: the CPU seconds (user + system, all
+threads) of the operation.
 
 Ops: delta, dump (our streaming parsers into a Plan); delta_go, dump_go (the original
 Go tool's approach in our code path: output buffered whole, parsed to a tree, expanded
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -226,10 +228,15 @@ def op_noop(a):
 def main():
     op, args = sys.argv[1], json.loads(sys.argv[2])
     fn = globals()['op_' + op]
+    if args.get('key_file'):
+        _seal._load_aead()  # cryptography's import, once per process (docs/benchmarks.md): not the operation's
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     result = fn(args)
     elapsed = time.perf_counter() - t0
-    result.update(seconds=elapsed, rss_kib=_common.vm_hwm_kib())
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime  # every thread's, user and system
+    result.update(seconds=elapsed, cpu=cpu, rss_kib=_common.vm_hwm_kib())
     print(json.dumps(result))
 
 

@@ -52,10 +52,13 @@ class Row:
         self.rss = []          # KiB, our process
         self.tool_rss = None   # KiB, the thin tool's own process
         self.floor_label = ''
+        self.cpu_ratios = []   # our CPU seconds / the floor's, where both are known
 
-    def add(self, ours, floor_s, tight_s=None):
+    def add(self, ours, floor_s, tight_s=None, floor_cpu=None):
         if tight_s is not None:
             self.tight.append(tight_s)
+        if floor_cpu:
+            self.cpu_ratios.append(ours['cpu'] / floor_cpu)
         self.ours.append(ours['seconds'])
         self.floor.append(floor_s)
         self.ratios.append(ours['seconds'] / floor_s)
@@ -65,6 +68,10 @@ class Row:
     @property
     def ratio(self):
         return median(self.ratios)
+
+    @property
+    def cpu_ratio(self):
+        return median(self.cpu_ratios)
 
     @property
     def tight_ratio(self):
@@ -406,6 +413,7 @@ class Bench:
         with open(sha_out) as f:
             sha1 = f.read().split()[0]
         _common.remove(sha_out)
+        self._zstd_floor_cpu = _common.LAST_PIPELINE_CPU[0]
         if want_sha1 is not None and sha1 != want_sha1:
             raise AssertionError('zstd floor: its output changed between runs (%s, then %s)' % (want_sha1, sha1))
         return secs, os.path.getsize(out), sha1
@@ -450,23 +458,23 @@ class Bench:
                 rz = self._fmt2_write(vol, diffs['zstd'], 3, None)
                 if rz['sha1'] != first['zstd']['sha1']:
                     raise AssertionError('%s: compressed write_diff is not deterministic' % case)
-                zrow.add(rz, fs)
+                zrow.add(rz, fs, floor_cpu=self._zstd_floor_cpu)
                 rze = self._fmt2_write(vol, diffs['zstd + encrypted'], 3, key_file)
-                zerow.add(rze, rz['seconds'])
+                zerow.add(rze, rz['seconds'], floor_cpu=rz['cpu'])
                 rp = self._fmt2_write(vol, diffs['plain'], None, None)
                 re_ = self._fmt2_write(vol, diffs['encrypted'], None, key_file)
-                erow.add(re_, rp['seconds'])
+                erow.add(re_, rp['seconds'], floor_cpu=rp['cpu'])
             _common.remove(zout)
             zs = first['zstd']
             size_ratio = zs['size'] / zsize
             self.fmt2_sizes.append((case, vol.changed_bytes, zsize, zs['size'], first['zstd + encrypted']['size'],
                                     plain['size'], first['encrypted']['size']))
-            zrow.notes = '%s; zstd %.2f:1, ours %.2f:1 (file %.2f:1): size **%.3fx** zstd\'s; %.0f MiB/s' % (
+            zrow.notes = 'CPU %.2fx; ' % zrow.cpu_ratio + '%s; zstd %.2f:1, ours %.2f:1 (file %.2f:1): size **%.3fx** zstd\'s; %.0f MiB/s' % (
                 changed, vol.changed_bytes / zsize, vol.changed_bytes / zs['stored_data_bytes'],
                 vol.changed_bytes / zs['size'], size_ratio, vol.changed_bytes / MiB / median(zrow.ours))
-            erow.notes = '%s; %.0f MiB/s (plain %.0f MiB/s)' % (
+            erow.notes = 'CPU %.2fx; ' % erow.cpu_ratio + '%s; %.0f MiB/s (plain %.0f MiB/s)' % (
                 changed, vol.changed_bytes / MiB / median(erow.ours), vol.changed_bytes / MiB / median(erow.floor))
-            zerow.notes = '%.0f MiB/s (zstd %.0f MiB/s)' % (
+            zerow.notes = 'CPU %.2fx; ' % zerow.cpu_ratio + '%.0f MiB/s (zstd %.0f MiB/s)' % (
                 vol.changed_bytes / MiB / median(zerow.ours), vol.changed_bytes / MiB / median(zerow.floor))
             self.fmt2_targets.append(('7. %s: compressed file size <= 1.02x zstd -3 -T1\'s' % case,
                                       '%.3fx' % size_ratio, size_ratio <= 1.02))
@@ -479,9 +487,9 @@ class Bench:
                 ap = self._fmt2_apply(vol, diffs['plain'], None, target)
                 for name, level, enc in self.FMT2_VARIANTS[1:]:
                     arows[name].add(self._fmt2_apply(vol, diffs[name], key_file if enc else None, target),
-                                    ap['seconds'])
+                                    ap['seconds'], floor_cpu=ap['cpu'])
             for name, row in arows.items():
-                row.notes = '%.0f MiB/s (plain %.0f MiB/s)' % (vol.changed_bytes / MiB / median(row.ours),
+                row.notes = 'CPU %.2fx; ' % row.cpu_ratio + '%.0f MiB/s (plain %.0f MiB/s)' % (vol.changed_bytes / MiB / median(row.ours),
                                                                 vol.changed_bytes / MiB / median(row.floor))
         finally:
             for p in list(diffs.values()) + [target, zout]:
