@@ -10,7 +10,8 @@ threads) of the operation.
 Ops: delta, dump (our streaming parsers into a Plan); delta_go, dump_go (the original
 Go tool's approach in our code path: output buffered whole, parsed to a tree, expanded
 to one entry per chunk, a plan that never coalesces); write (write_diff; full: a full
-image of the runs; compress_level, key_file: format 2), apply (apply_file; key_file); write_go/apply_go (one record and one syscall per chunk); floor_copy
+image of the runs; compress_level, key_file: format 2), apply (apply_file; key_file);
+write_go/apply_go (one record and one syscall per chunk); noop (imports only); floor_copy
 (the tight floor of the data path).
 """
 

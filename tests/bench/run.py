@@ -425,7 +425,8 @@ class Bench:
         changed_sha1 = vol.prepare()
         target = os.path.join(w, 'target.img')
         zout = os.path.join(w, 'floor.zst')
-        diffs = dict((name, os.path.join(w, 'diff-%d.lvdiff' % i)) for i, (name, l, e) in enumerate(self.FMT2_VARIANTS))
+        diffs = dict((variant[0], os.path.join(w, 'diff-%d.lvdiff' % i))
+                     for i, variant in enumerate(self.FMT2_VARIANTS))
         try:
             # warm-up (discarded): every diff written once, checked by applying it, and the zstd floor checked
             for p in (vol.src, vol.base, vol.changed_path):
@@ -469,8 +470,8 @@ class Bench:
             size_ratio = zs['size'] / zsize
             self.fmt2_sizes.append((case, vol.changed_bytes, zsize, zs['size'], first['zstd + encrypted']['size'],
                                     plain['size'], first['encrypted']['size']))
-            zrow.notes = 'CPU %.2fx; ' % zrow.cpu_ratio + '%s; zstd %.2f:1, ours %.2f:1 (file %.2f:1): size **%.3fx** zstd\'s; %.0f MiB/s' % (
-                changed, vol.changed_bytes / zsize, vol.changed_bytes / zs['stored_data_bytes'],
+            zrow.notes = 'CPU %.2fx; %s; zstd %.2f:1, ours %.2f:1 (file %.2f:1): size **%.3fx** zstd\'s; %.0f MiB/s' % (
+                zrow.cpu_ratio, changed, vol.changed_bytes / zsize, vol.changed_bytes / zs['stored_data_bytes'],
                 vol.changed_bytes / zs['size'], size_ratio, vol.changed_bytes / MiB / median(zrow.ours))
             erow.notes = 'CPU %.2fx; ' % erow.cpu_ratio + '%s; %.0f MiB/s (plain %.0f MiB/s)' % (
                 changed, vol.changed_bytes / MiB / median(erow.ours), vol.changed_bytes / MiB / median(erow.floor))
@@ -489,8 +490,9 @@ class Bench:
                     arows[name].add(self._fmt2_apply(vol, diffs[name], key_file if enc else None, target),
                                     ap['seconds'], floor_cpu=ap['cpu'])
             for name, row in arows.items():
-                row.notes = 'CPU %.2fx; ' % row.cpu_ratio + '%.0f MiB/s (plain %.0f MiB/s)' % (vol.changed_bytes / MiB / median(row.ours),
-                                                                vol.changed_bytes / MiB / median(row.floor))
+                mib = vol.changed_bytes / MiB
+                row.notes = 'CPU %.2fx; %.0f MiB/s (plain %.0f MiB/s)' % (
+                    row.cpu_ratio, mib / median(row.ours), mib / median(row.floor))
         finally:
             for p in list(diffs.values()) + [target, zout]:
                 _common.remove(p)
