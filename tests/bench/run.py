@@ -543,8 +543,8 @@ class Bench:
             for op in ('write_diff', 'apply_file'):
                 for name, dummy, dummy in self.FMT2_VARIANTS:
                     vals = [self.fmt2_rss.get((s, name, op)) for s in sizes]
-                    add('| %s | %s | %s | %+.1f |' % (op, name, ' | '.join(fmt_mib(v) for v in vals),
-                                                     ((vals[-1] or 0) - (vals[0] or 0)) / 1024))
+                    grow = ((vals[-1] or 0) - (vals[0] or 0)) / 1024
+                    add('| %s | %s | %s | %+.1f |' % (op, name, ' | '.join(fmt_mib(v) for v in vals), grow))
             add('')
             peak = max(self.fmt2_rss.values())
             self.fmt2_targets.append(('10. format 2: peak RSS of every write_diff and apply_file <= %d MiB'
