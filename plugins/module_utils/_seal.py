@@ -10,7 +10,7 @@ head as stored (the preamble too for record 0), so a record changed, moved, drop
 duplicated or taken from another file fails its tag.
 
 Key ids, HKDF and scrypt are stdlib (a keyless host and a wrong key never need more);
-the AEAD is ``cryptography``'s, imported only if present: MissingLibraryError only when a
+the AEAD is ``cryptography``'s, imported by the first Seal: MissingLibraryError only when a
 record is to be sealed or opened.
 """
 
@@ -20,17 +20,18 @@ import hashlib
 import hmac
 import os
 import stat
+from importlib.util import find_spec
 
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffError, MissingLibraryError, WrongKeyError
 
+# cryptography's AEAD classes, loaded by the first Seal (_load_aead): a process that never seals or opens a
+# record (format 1, compressed only, a keyless check) does not carry them, 9 MiB of RSS. At import, only
+# whether the library is there.
+InvalidTag = Cipher = algorithms = modes = ChaCha20Poly1305 = None
 try:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError as e:  # pragma: no cover - exercised by the sanity import test
-    InvalidTag = Cipher = algorithms = modes = ChaCha20Poly1305 = None
+    HAS_CRYPTOGRAPHY = find_spec('cryptography') is not None
+    CRYPTOGRAPHY_IMPORT_ERROR = None if HAS_CRYPTOGRAPHY else ImportError('No module named cryptography')
+except (ImportError, ValueError) as e:  # pragma: no cover - a broken installation
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = e
 
@@ -219,6 +220,22 @@ def record_key_for_reading(key, encryption, name):
     return hkdf_sha256(master, bytes.fromhex(encryption['file_salt']), _RECORD_KEY_INFO)
 
 
+def _load_aead():
+    """Import cryptography's AEAD classes once (MissingLibraryError if they cannot be)."""
+    global InvalidTag, Cipher, algorithms, modes, ChaCha20Poly1305  # pylint: disable=global-statement
+    if Cipher is not None:
+        return
+    if not HAS_CRYPTOGRAPHY:
+        raise MissingLibraryError('cryptography', 'an encrypted diff', CRYPTOGRAPHY_IMPORT_ERROR)
+    try:
+        from cryptography.exceptions import InvalidTag as _invalid_tag
+        from cryptography.hazmat.primitives.ciphers import Cipher as _cipher, algorithms as _algorithms, modes as _modes
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305 as _chacha
+    except ImportError as e:
+        raise MissingLibraryError('cryptography', 'an encrypted diff', e)
+    InvalidTag, algorithms, modes, ChaCha20Poly1305, Cipher = _invalid_tag, _algorithms, _modes, _chacha, _cipher
+
+
 class BadTag(ValueError):
     """A record whose tag does not match: changed, moved, dropped, duplicated or from another file."""
 
@@ -229,8 +246,7 @@ class Seal:
     authenticated (payload || tag of an empty plaintext with aad || payload as its AAD)."""
 
     def __init__(self, algorithm, record_key):
-        if not HAS_CRYPTOGRAPHY:
-            raise MissingLibraryError('cryptography', 'an encrypted diff', CRYPTOGRAPHY_IMPORT_ERROR)
+        _load_aead()
         self.algorithm = algorithm
         self._key = record_key
         # AES-GCM through the Cipher interface: update_into fills our buffers (AESGCM.encrypt copies

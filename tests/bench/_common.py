@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,8 +72,13 @@ def run_child(op, **args):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+LAST_PIPELINE_CPU = [0.0]  # CPU seconds (user + system) of the last run_pipeline's processes
+
+
 def run_pipeline(cmds, stdout=subprocess.DEVNULL):
-    """Run a shell-free pipeline cmd1 | cmd2 | ...; return its wall time in seconds."""
+    """Run a shell-free pipeline cmd1 | cmd2 | ...; return its wall time in seconds (its CPU time
+    goes to LAST_PIPELINE_CPU)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     procs = []
     prev = None
@@ -87,6 +93,8 @@ def run_pipeline(cmds, stdout=subprocess.DEVNULL):
     for p in procs:
         p.wait()
     elapsed = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_PIPELINE_CPU[0] = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
     for p, cmd in zip(procs, cmds):
         if p.returncode != 0:
             raise RuntimeError("%s failed (rc=%d)" % (" ".join(cmd), p.returncode))
@@ -193,6 +201,20 @@ def machine():
             os_name = m.group(1) if m else "?"
     except OSError:
         pass
+    try:
+        zstd_cli = subprocess.run(["zstd", "--version"], capture_output=True, text=True,
+                                  check=False).stdout.strip().split(" v", 1)[-1].split(",")[0]
+    except OSError:
+        zstd_cli = "?"
+    try:
+        import zstandard
+        import cryptography
+        from cryptography.hazmat.backends.openssl import backend
+        fmt2 = "zstandard %s (libzstd %s), cryptography %s (%s)" % (
+            zstandard.__version__, ".".join(map(str, zstandard.ZSTD_VERSION)), cryptography.__version__,
+            backend.openssl_version_text())
+    except ImportError:
+        fmt2 = "?"
     fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", OUTPUT if os.path.exists(OUTPUT) else REPO],
                         capture_output=True, text=True, check=False).stdout.strip() or "?"
     return [
@@ -204,5 +226,7 @@ def machine():
         ("Python", platform.python_version()),
         ("lxml", lxml_v),
         ("thin-provisioning-tools", tools),
+        ("zstd (CLI)", zstd_cli),
+        ("format 2 libraries", fmt2),
         ("file system of tests/output", fs),
     ]

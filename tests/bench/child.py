@@ -4,12 +4,14 @@
 
 Prints one JSON line: seconds (the operation only, not start-up or imports), rss_kib
 (this process's peak RSS, VmHWM: the thin tool it runs is not counted), and what the
-operation counted, for the runner to check.
+operation counted, for the runner to check; cpu: the CPU seconds (user + system, all
+threads) of the operation.
 
 Ops: delta, dump (our streaming parsers into a Plan); delta_go, dump_go (the original
 Go tool's approach in our code path: output buffered whole, parsed to a tree, expanded
-to one entry per chunk, a plan that never coalesces); write (write_diff), apply
-(apply_file); write_go/apply_go (one record and one syscall per chunk); floor_copy
+to one entry per chunk, a plan that never coalesces); write (write_diff; full: a full
+image of the runs; compress_level, key_file: format 2), apply (apply_file; key_file);
+write_go/apply_go (one record and one syscall per chunk); noop (imports only); floor_copy
 (the tight floor of the data path).
 """
 
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 
 import _common
-from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _thinmeta
+from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _seal, _thinmeta
 from ansible_collections.lvdiff.thin.plugins.module_utils._command import Runner
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
 from ansible_collections.lvdiff.thin.plugins.module_utils._plan import DISCARD, Plan
@@ -115,8 +118,8 @@ def op_dump_go(a):
 
 def header(a):
     size = a['size']
-    return DiffHeader(volume={'name': 'src', 'uuid': 'SRC-UUID', 'thin_id': 2, 'size': size},
-                      base={'name': 'base', 'uuid': 'BASE-UUID', 'thin_id': 1, 'size': size},
+    base = None if a.get('full') else {'name': 'base', 'uuid': 'BASE-UUID', 'thin_id': 1, 'size': size}
+    return DiffHeader(volume={'name': 'src', 'uuid': 'SRC-UUID', 'thin_id': 2, 'size': size}, base=base,
                       chunk_size=a['chunk_size'], checksum_level=a.get('level', 2), sample_seed=7,
                       created='2026-11-27T00:00:00Z')
 
@@ -125,19 +128,30 @@ def _write(a, plan_class):
     with open(a['runs']) as f:
         runs = json.load(f)
     cs, size = a['chunk_size'], a['size']
-    plan = plan_class(cs, size, size)
-    plan.add_delta(('different', b, n) for b, n in runs)
+    if a.get('full'):
+        plan = plan_class(cs, size)
+        plan.add_mapped(runs)
+    else:
+        plan = plan_class(cs, size, size)
+        plan.add_delta(('different', b, n) for b, n in runs)
+    key = _key(a)
     src = os.open(a['src'], os.O_RDONLY)
-    base = os.open(a['base'], os.O_RDONLY)
+    base = os.open(a['base'], os.O_RDONLY) if a.get('base') else None
     out = os.open(a['out'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        res = _diffio.write_diff(out, header(a), plan, src, base)
+        res = _diffio.write_diff(out, header(a), plan, src, base, compress_level=a.get('compress_level'), key=key)
     finally:
         for fd in (src, base, out):
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
         plan.close()
     res['extents'] = plan.extents
     return res
+
+
+def _key(a):
+    """The _seal.Key of a['key_file'] (format 2, encrypted), or None."""
+    return _seal.Key.from_file(a['key_file']) if a.get('key_file') else None
 
 
 def op_write(a):
@@ -151,7 +165,7 @@ def op_write_go(a):
 def op_apply(a):
     fd = os.open(a['target'], os.O_RDWR)
     try:
-        res = _diffio.apply_file(a['diff'], fd, verify_first=a.get('verify_first', False))
+        res = _diffio.apply_file(a['diff'], fd, verify_first=a.get('verify_first', False), key=_key(a))
     finally:
         os.close(fd)
     return {'sha1': res['sha1'], 'size': res['size'], 'records': res['records']}
@@ -207,13 +221,23 @@ def op_floor_copy(a):
     return {'sha1': h.hexdigest(), 'size': off}
 
 
+def op_noop(a):
+    """Nothing: the peak RSS of a child that only imports (interpreter, lxml, zstandard, cryptography)."""
+    return {}
+
+
 def main():
     op, args = sys.argv[1], json.loads(sys.argv[2])
     fn = globals()['op_' + op]
+    if args.get('key_file'):
+        _seal._load_aead()  # cryptography's import, once per process (docs/benchmarks.md): not the operation's
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     result = fn(args)
     elapsed = time.perf_counter() - t0
-    result.update(seconds=elapsed, rss_kib=_common.vm_hwm_kib())
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime  # every thread's, user and system
+    result.update(seconds=elapsed, cpu=cpu, rss_kib=_common.vm_hwm_kib())
     print(json.dumps(result))
 
 

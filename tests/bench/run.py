@@ -3,7 +3,7 @@
 
     make bench          # full sizes (about 15 min); writes tests/output/bench/results.md
     make bench-smoke    # every benchmark at tiny sizes (under 30 s); fails only on errors
-    .venv/bin/python tests/bench/run.py [--smoke] [--runs N] [--only meta|data]
+    .venv/bin/python tests/bench/run.py [--smoke] [--runs N] [--only meta|data|fmt2]
                                         [--filter TEXT] [--no-baseline] [--out FILE]
 
 Method: every measured operation runs in a fresh Python child (tests/bench/child.py)
@@ -15,6 +15,12 @@ peak RSS comes from GNU time on one extra floor run. Each row runs a warm-up of
 floor and ours (discarded; it also fills the page cache: all runs are warm), then N
 interleaved pairs floor/ours, with dirty pages written out (sync) before each timed
 data run; the ratio is the median of the N per-pair ratios, seconds are medians.
+Format 2 (7-10) runs on realistic volumes (tests/bench/realdata.py: ext4 of a /usr copy,
+a SQLite database; full images and incrementals): write_diff compressed (zstd level 3)
+against `cat changed | zstd -3 -T1 | tee out | sha1sum` of the same changed bytes, with
+the file sizes; encrypted against the same write_diff unencrypted (pairs ours/ours);
+apply_file of each kind against the plain diff's; peak RSS of each at two volume sizes.
+Every diff is applied once and checked against the source before it is timed.
 Timings are reported, never asserted: only errors and wrong results fail.
 """
 
@@ -46,10 +52,13 @@ class Row:
         self.rss = []          # KiB, our process
         self.tool_rss = None   # KiB, the thin tool's own process
         self.floor_label = ''
+        self.cpu_ratios = []   # our CPU seconds / the floor's, where both are known
 
-    def add(self, ours, floor_s, tight_s=None):
+    def add(self, ours, floor_s, tight_s=None, floor_cpu=None):
         if tight_s is not None:
             self.tight.append(tight_s)
+        if floor_cpu:
+            self.cpu_ratios.append(ours['cpu'] / floor_cpu)
         self.ours.append(ours['seconds'])
         self.floor.append(floor_s)
         self.ratios.append(ours['seconds'] / floor_s)
@@ -59,6 +68,10 @@ class Row:
     @property
     def ratio(self):
         return median(self.ratios)
+
+    @property
+    def cpu_ratio(self):
+        return median(self.cpu_ratios)
 
     @property
     def tight_ratio(self):
@@ -82,6 +95,10 @@ class Bench:
         self.go_runs = min(self.runs, 3)
         self.rows = []
         self.rss_checks = []  # (label, {case: kib})
+        self.fmt2_sizes = []  # (case, changed bytes, zstd's size, ours, ours encrypted, plain, plain encrypted)
+        self.fmt2_rss = {}  # (case, variant, 'write_diff'|'apply_file') -> KiB
+        self.fmt2_rss_base = None  # KiB: a child that only imports
+        self.fmt2_targets = []  # (label, measured, met)
         self.t_start = time.monotonic()
         self.load_start = os.getloadavg()
         self.work = os.path.join(_common.OUTPUT, 'data-smoke' if self.smoke else 'data')
@@ -319,6 +336,225 @@ class Bench:
             _common.remove(diff_go)
         _common.remove(diff)
 
+    # --- 7-10: format 2 (compressed, encrypted) on realistic volumes -------------------
+
+    FMT2_GROUPS = ('7. format 2: write_diff compress zstd level 3 vs the zstd pipe',
+                   '8. format 2: write_diff encrypted (AES-256-GCM) vs the same unencrypted',
+                   '9. format 2: apply_file (lvpatch path) of compressed / encrypted vs plain',
+                   '10. format 2: peak RSS at two volume sizes')
+    FMT2_VARIANTS = (('plain', None, False), ('zstd', 3, False), ('encrypted', None, True),
+                     ('zstd + encrypted', 3, True))
+
+    def fmt2_cases(self):
+        """((kind, size, incremental) of the timed cases, (kind, size) of the RSS check's full images)."""
+        if self.smoke:  # a few seconds once the volumes are cached
+            return [('sqlite', 2 * MiB, True)], [('ext4', 16 * MiB)]
+        return ([('ext4', 256 * MiB, False), ('ext4', 256 * MiB, True), ('sqlite', 64 * MiB, False),
+                 ('sqlite', 64 * MiB, True)], [('ext4', 256 * MiB), ('ext4', GiB)])
+
+    def bench_fmt2(self):
+        import realdata
+        work = self.work + '-fmt2'
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        key_file = os.path.join(work, 'bench.key')
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, os.urandom(32))
+        os.close(fd)
+        cases, rss_sizes = self.fmt2_cases()
+        try:
+            for kind, size, incremental in cases:
+                vol = realdata.Volume(work, kind, size, incremental, log=self.log)
+                if self.wanted(vol.label):
+                    self._fmt2_case(vol, key_file)
+            self.fmt2_rss_base = run_child('noop')['rss_kib']
+            for kind, size in rss_sizes:
+                vol = realdata.Volume(work, kind, size, False, log=self.log)
+                if self.wanted(vol.label):
+                    self._fmt2_rss(vol, key_file)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _fmt2_write(self, vol, diff, level, key_file):
+        args = dict(src=vol.src, base=vol.base, runs=vol.runs_path, chunk_size=vol.chunk_size, size=vol.size,
+                    level=2, full=not vol.incremental, out=diff)
+        if level is not None:
+            args['compress_level'] = level
+        if key_file:
+            args['key_file'] = key_file
+        _common.remove(diff)
+        _common.drop_writeback()
+        res = run_child('write', **args)
+        if os.path.getsize(diff) != res['size']:
+            raise AssertionError('%s: write_diff returned a wrong size' % vol.label)
+        return res
+
+    def _fmt2_apply(self, vol, diff, key_file, target, check=False):
+        _common.remove(target)
+        if vol.base:
+            subprocess.run(['cp', '--sparse=always', vol.base, target], check=True)
+        else:
+            with open(target, 'wb') as f:
+                f.truncate(vol.size)
+        _common.drop_writeback()
+        res = run_child('apply', diff=diff, target=target, verify_first=False, key_file=key_file)
+        if check and not vol.same_as_source(target):
+            raise AssertionError('%s: apply_file of %s did not restore the source' % (vol.label, diff))
+        return res
+
+    def _zstd_floor(self, vol, out, want_sha1=None):
+        """cat changed | zstd -3 -T1 | tee out | sha1sum: (seconds, size of out, sha1 of out)."""
+        _common.remove(out)
+        _common.drop_writeback()
+        sha_out = out + '.sha1'
+        with open(sha_out, 'wb') as f:
+            secs = run_pipeline([['cat', vol.changed_path], ['zstd', '-q', '-3', '-T1'], ['tee', out], ['sha1sum']],
+                                stdout=f)
+        with open(sha_out) as f:
+            sha1 = f.read().split()[0]
+        _common.remove(sha_out)
+        self._zstd_floor_cpu = _common.LAST_PIPELINE_CPU[0]
+        if want_sha1 is not None and sha1 != want_sha1:
+            raise AssertionError('zstd floor: its output changed between runs (%s, then %s)' % (want_sha1, sha1))
+        return secs, os.path.getsize(out), sha1
+
+    def _fmt2_case(self, vol, key_file):
+        w = vol.dir
+        case = vol.label
+        self.log('format 2: %s (%.0f MiB in %d runs): preparing' % (case, vol.changed_bytes / MiB, len(vol.runs)))
+        changed_sha1 = vol.prepare()
+        target = os.path.join(w, 'target.img')
+        zout = os.path.join(w, 'floor.zst')
+        diffs = dict((variant[0], os.path.join(w, 'diff-%d.lvdiff' % i))
+                     for i, variant in enumerate(self.FMT2_VARIANTS))
+        try:
+            # warm-up (discarded): every diff written once, checked by applying it, and the zstd floor checked
+            for p in (vol.src, vol.base, vol.changed_path):
+                if p:
+                    _common.preread(p)
+            dummy, zsize, zsha1 = self._zstd_floor(vol, zout)
+            back = subprocess.run(['zstd', '-q', '-d', '-c', zout], stdout=subprocess.PIPE, check=True).stdout
+            if hashlib.sha1(back).hexdigest() != changed_sha1:
+                raise AssertionError('zstd floor: its output does not decompress to the changed bytes')
+            del back
+            first = {}
+            for name, level, enc in self.FMT2_VARIANTS:
+                first[name] = self._fmt2_write(vol, diffs[name], level, key_file if enc else None)
+                self._fmt2_apply(vol, diffs[name], key_file if enc else None, target, check=True)
+            plain = first['plain']
+            if plain['stored_data_bytes'] != vol.changed_bytes or plain['data_bytes'] != vol.changed_bytes:
+                raise AssertionError('%s: the diff holds %d data bytes, the volume changed %d'
+                                     % (case, plain['data_bytes'], vol.changed_bytes))
+            changed = '%.1f MiB changed in %d runs' % (vol.changed_bytes / MiB, len(vol.runs))
+            g7, g8, g9 = self.FMT2_GROUPS[:3]
+            zrow = self.row(g7, case, 'zstd', 1.25)
+            zrow.floor_label = 'cat changed | zstd -3 -T1 | tee out | sha1sum'
+            erow = self.row(g8, case, 'encrypted vs plain', 1.30)
+            erow.floor_label = 'write_diff, the same diff unencrypted'
+            zerow = self.row(g8, case, 'zstd + encrypted vs zstd', 1.30)
+            zerow.floor_label = erow.floor_label
+            self.log('format 2: %s: write_diff, %d runs' % (case, self.runs))
+            for i in range(self.runs):
+                fs, dummy, dummy = self._zstd_floor(vol, zout, zsha1)
+                rz = self._fmt2_write(vol, diffs['zstd'], 3, None)
+                if rz['sha1'] != first['zstd']['sha1']:
+                    raise AssertionError('%s: compressed write_diff is not deterministic' % case)
+                zrow.add(rz, fs, floor_cpu=self._zstd_floor_cpu)
+                rze = self._fmt2_write(vol, diffs['zstd + encrypted'], 3, key_file)
+                zerow.add(rze, rz['seconds'], floor_cpu=rz['cpu'])
+                rp = self._fmt2_write(vol, diffs['plain'], None, None)
+                re_ = self._fmt2_write(vol, diffs['encrypted'], None, key_file)
+                erow.add(re_, rp['seconds'], floor_cpu=rp['cpu'])
+            _common.remove(zout)
+            zs = first['zstd']
+            size_ratio = zs['size'] / zsize
+            self.fmt2_sizes.append((case, vol.changed_bytes, zsize, zs['size'], first['zstd + encrypted']['size'],
+                                    plain['size'], first['encrypted']['size']))
+            zrow.notes = 'CPU %.2fx; %s; zstd %.2f:1, ours %.2f:1 (file %.2f:1): size **%.3fx** zstd\'s; %.0f MiB/s' % (
+                zrow.cpu_ratio, changed, vol.changed_bytes / zsize, vol.changed_bytes / zs['stored_data_bytes'],
+                vol.changed_bytes / zs['size'], size_ratio, vol.changed_bytes / MiB / median(zrow.ours))
+            erow.notes = 'CPU %.2fx; ' % erow.cpu_ratio + '%s; %.0f MiB/s (plain %.0f MiB/s)' % (
+                changed, vol.changed_bytes / MiB / median(erow.ours), vol.changed_bytes / MiB / median(erow.floor))
+            zerow.notes = 'CPU %.2fx; ' % zerow.cpu_ratio + '%.0f MiB/s (zstd %.0f MiB/s)' % (
+                vol.changed_bytes / MiB / median(zerow.ours), vol.changed_bytes / MiB / median(zerow.floor))
+            self.fmt2_targets.append(('7. %s: compressed file size <= 1.02x zstd -3 -T1\'s' % case,
+                                      '%.3fx' % size_ratio, size_ratio <= 1.02))
+            self.log('format 2: %s: apply_file, %d runs' % (case, self.runs))
+            arows = {}
+            for name, level, enc in self.FMT2_VARIANTS[1:]:
+                arows[name] = self.row(g9, case, '%s vs plain' % name)
+                arows[name].floor_label = 'apply_file of the plain diff (verify_first=False)'
+            for i in range(self.runs):
+                ap = self._fmt2_apply(vol, diffs['plain'], None, target)
+                for name, level, enc in self.FMT2_VARIANTS[1:]:
+                    arows[name].add(self._fmt2_apply(vol, diffs[name], key_file if enc else None, target),
+                                    ap['seconds'], floor_cpu=ap['cpu'])
+            for name, row in arows.items():
+                mib = vol.changed_bytes / MiB
+                row.notes = 'CPU %.2fx; %.0f MiB/s (plain %.0f MiB/s)' % (
+                    row.cpu_ratio, mib / median(row.ours), mib / median(row.floor))
+        finally:
+            for p in list(diffs.values()) + [target, zout]:
+                _common.remove(p)
+            vol.remove()
+
+    def _fmt2_rss(self, vol, key_file):
+        """One write and one apply of each variant of a full image: their peak RSS."""
+        self.log('format 2: %s: peak RSS of each variant' % vol.label)
+        vol.prepare()
+        diff = os.path.join(vol.dir, 'diff.lvdiff')
+        target = os.path.join(vol.dir, 'target.img')
+        try:
+            for name, level, enc in self.FMT2_VARIANTS:
+                k = key_file if enc else None
+                self.fmt2_rss[(vol.label, name, 'write_diff')] = self._fmt2_write(vol, diff, level, k)['rss_kib']
+                self.fmt2_rss[(vol.label, name, 'apply_file')] = self._fmt2_apply(
+                    vol, diff, k, target, check=True)['rss_kib']
+        finally:
+            for p in (diff, target):
+                _common.remove(p)
+            vol.remove()
+
+    def report_fmt2(self, add):
+        if self.fmt2_sizes:
+            add('### Format 2: sizes')
+            add('')
+            add('| case | changed bytes | zstd -3 -T1 | lvdiff zstd | vs zstd | zstd + encrypted | lvdiff plain '
+                '| encrypted |')
+            add('|---|---:|---:|---:|---:|---:|---:|---:|')
+            for case, changed, zsize, ours, ours_enc, plain, enc in self.fmt2_sizes:
+                add('| %s | %s | %s (%.2f:1) | %s (%.2f:1) | %.3fx | %s | %s | %s |' % (
+                    case, _int(changed), _int(zsize), changed / zsize, _int(ours), changed / ours, ours / zsize,
+                    _int(ours_enc), _int(plain), _int(enc)))
+            add('')
+        if self.fmt2_rss:
+            sizes = []
+            for label, dummy, dummy in self.fmt2_rss:
+                if label not in sizes:
+                    sizes.append(label)
+            add('## %s' % self.FMT2_GROUPS[3])
+            add('')
+            add('One write_diff and one apply_file of each variant of a full image (a fresh Python child each: '
+                'VmHWM, interpreter and imports included; a child that only imports peaks at %s MiB).'
+                % fmt_mib(self.fmt2_rss_base))
+            add('')
+            add('| operation | variant | %s | growth MiB |' % ' | '.join('%s MiB' % s for s in sizes))
+            add('|---|---|%s---:|' % ('---:|' * len(sizes)))
+            for op in ('write_diff', 'apply_file'):
+                for name, dummy, dummy in self.FMT2_VARIANTS:
+                    vals = [self.fmt2_rss.get((s, name, op)) for s in sizes]
+                    grow = ((vals[-1] or 0) - (vals[0] or 0)) / 1024
+                    add('| %s | %s | %s | %+.1f |' % (op, name, ' | '.join(fmt_mib(v) for v in vals), grow))
+            add('')
+            peak = max(self.fmt2_rss.values())
+            self.fmt2_targets.append(('10. format 2: peak RSS of every write_diff and apply_file <= %d MiB'
+                                      % RSS_LIMIT_MIB, 'max %.1f MiB' % (peak / 1024), peak <= RSS_LIMIT_MIB * 1024))
+            grow = max((self.fmt2_rss.get((sizes[-1], n, op), 0) - self.fmt2_rss.get((sizes[0], n, op), 0))
+                       for dummy, n, op in self.fmt2_rss) / 1024
+            if len(sizes) > 1:
+                self.fmt2_targets.append(('10. format 2: RSS flat from %s to %s (growth <= 2 MiB)'
+                                          % (sizes[0], sizes[-1]), '%+.1f MiB' % grow, grow <= 2))
+
     # --- report ------------------------------------------------------------------------
 
     def report(self):
@@ -372,6 +608,7 @@ class Bench:
                     fmt_mib(r.peak_rss), (' %s |' % (fmt_mib(r.tool_rss) if r.tool_rss else '-')) if tools else '',
                     r.notes))
             add('')
+        self.report_fmt2(add)
         add('## Targets')
         add('')
         add('| target | measured | result |')
@@ -395,6 +632,8 @@ class Bench:
                 add('| %s: RSS flat from %s to %s pools (growth <= 2 MiB) | %+.1f MiB | %s |' % (
                     label, self._small_prefix().strip(), _chunks(self.pool_cases()[-1][0]), grow,
                     'met' if grow <= 2 else 'MISSED'))
+        for label, measured, met in self.fmt2_targets:
+            add('| %s | %s | %s |' % (label, measured, 'met' if met else 'MISSED'))
         add('')
         return '\n'.join(lines) + '\n'
 
@@ -425,7 +664,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
     ap.add_argument('--smoke', action='store_true', help='tiny sizes, one run: checks that everything works')
     ap.add_argument('--runs', type=int, help='timed runs per row (default 5, smoke 1)')
-    ap.add_argument('--only', choices=('meta', 'data'), help='run only one half')
+    ap.add_argument('--only', choices=('meta', 'data', 'fmt2'), help='run only one part')
     ap.add_argument('--out', help='also write the Markdown table to this file')
     ap.add_argument('--filter', help='only cases whose label contains this, e.g. "4M chunks frag" or "1 MiB chunks"')
     ap.add_argument('--no-baseline', action='store_true', help="skip the Go tool's approach (section 6)")
@@ -436,6 +675,8 @@ def main():
         b.bench_meta()
     if args.only in (None, 'data'):
         b.bench_data()
+    if args.only in (None, 'fmt2'):
+        b.bench_fmt2()
     text = b.report()
     print(text)
     if args.out:

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   python3-paramiko lz4 e2fsprogs procps    # copied into (lz4: packs) the guest's initramfs
   util-linux
   rsync shellcheck                         # make lint: the collection copy, ansible-test's shellcheck
+  zstd                                     # make bench: the zstd floor of format 2 (e2fsprogs: its ext4 volumes)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
