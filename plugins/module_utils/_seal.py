@@ -223,10 +223,10 @@ def record_key_for_reading(key, encryption, name):
 def _load_aead():
     """Import cryptography's AEAD classes once (MissingLibraryError if they cannot be)."""
     global InvalidTag, Cipher, algorithms, modes, ChaCha20Poly1305  # pylint: disable=global-statement
+    if not HAS_CRYPTOGRAPHY:  # first: the flag is the truth (and what the tests set)
+        raise MissingLibraryError('cryptography', 'an encrypted diff', CRYPTOGRAPHY_IMPORT_ERROR)
     if Cipher is not None:
         return
-    if not HAS_CRYPTOGRAPHY:
-        raise MissingLibraryError('cryptography', 'an encrypted diff', CRYPTOGRAPHY_IMPORT_ERROR)
     try:
         from cryptography.exceptions import InvalidTag as _invalid_tag
         from cryptography.hazmat.primitives.ciphers import Cipher as _cipher, algorithms as _algorithms, modes as _modes
