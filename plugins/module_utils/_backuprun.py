@@ -74,7 +74,8 @@ def _volume_settings(item, defaults, host, root):
 
 def start(volumes, host, defaults, now=None, check_mode=False):
     """The run's state from the role's volumes ({vg, lv, policy?, keep_snapshots?}) and defaults ({root,
-    spool_dir, policy, keep_snapshots, encrypted?: whether the run encrypts its files}); now (ISO UTC text, default the clock) names the run's snapshots."""
+    spool_dir, policy, keep_snapshots, encrypted?: whether the run encrypts its files}); now (ISO UTC text,
+    default the clock) names the run's snapshots."""
     for key in ('root', 'spool_dir'):
         if not defaults.get(key):
             raise PlanError('defaults.%s is required' % key)

@@ -583,8 +583,9 @@ def verify_chain(root, chain, progress=NO_PROGRESS, key=None, decode=None, stric
     first bad file is named: '<id>: <reason>'. Returns {'bytes': total file bytes, 'files': n,
     'sha1s': [sha1 of each file], 'summaries': [_diffio's summary of each file, without its header]}.
     progress (_progress's) is told the bytes read of the whole chain. key, strict: open_reader's (given a
-    key, a plain file is refused unless strict is False, for a report); decode: _diffio.verify's (None: an encrypted file without the key is
-    verified keylessly, its summary's decoded false; True: it is refused, for a restore)."""
+    key, a plain file is refused unless strict is False, for a report); decode: _diffio.verify's (None: an
+    encrypted file without the key is verified keylessly, its summary's decoded false; True: it is refused, for
+    a restore)."""
     if not chain:
         raise LvdiffError('an empty chain: nothing to verify')
     root_fd = _open_root(root)

@@ -229,7 +229,8 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import run_mod
 
 def run(module):
     src = module.params['src']
-    with _diffio.open_diff(src, _diffio.key_of(module.params), strict=False) as reader:  # a wrong key: WrongKeyError here
+    # strict=False: a report reads a plain file given a key too; a wrong key: WrongKeyError here
+    with _diffio.open_diff(src, _diffio.key_of(module.params), strict=False) as reader:
         header = reader.header
         result = dict(_diffio.sealing(header), changed=False, format=header.format, header=header.as_dict(),
                       pairs=header.pairs, incremental=header.incremental, verified=False,
