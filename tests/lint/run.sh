@@ -28,6 +28,9 @@ snapshot() {
   # A repository of its own, so that ansible-test lists the copy's files (tracked or not)
   # instead of finding the checkout's repository, which ignores tests/output.
   git -C "$COPY" init -q
+  # The unit tests' second thin-tools generation (make deps unpacks it under the ignored tests/output).
+  mkdir -p "$COPY/tests/output/thin-tools"
+  rsync -a --delete "$ROOT/tests/output/thin-tools/1.x" "$COPY/tests/output/thin-tools/"
 }
 
 # ansible-test bootstraps pip in each of its virtualenvs with a get-pip script from the internet,
