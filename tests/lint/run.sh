@@ -14,8 +14,10 @@ VENV=${VENV:-.venv}
 export PATH=$VENV/bin:$PATH
 export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 NO_COLOR=1 PY_COLORS=0
 PYVER=3.11
-OUT=$ROOT/tests/output/lint
-COPY=$ROOT/tests/output/ansible-test/ansible_collections/lvdiff/thin
+# make test-matrix (tests/matrix/run.sh) runs gates with another ansible-core: its own VENV,
+# logs (LINT_OUT) and copy (LINT_COPY, a path ending in ansible_collections/lvdiff/thin).
+OUT=${LINT_OUT:-$ROOT/tests/output/lint}
+COPY=${LINT_COPY:-$ROOT/tests/output/ansible-test/ansible_collections/lvdiff/thin}
 mkdir -p "$OUT" "$COPY"
 
 # pip's chatter while ansible-test builds its virtualenvs: kept in the logs, not on the console.
@@ -57,7 +59,7 @@ gate_units() {  # tests/unit under ansible-test (its own venv, tests/unit/requir
 }
 
 gate_ansible_lint() {  # production profile, config in .ansible-lint; the collection resolvable for arg checks
-  (cd "$COPY" && ANSIBLE_COLLECTIONS_PATH=$ROOT/tests/output/ansible-test ansible-lint --offline --nocolor -f pep8 --profile production)
+  (cd "$COPY" && ANSIBLE_COLLECTIONS_PATH=${COPY%/ansible_collections/*} ansible-lint --offline --nocolor -f pep8 --profile production)
 }
 
 gate_docs_lint() {
