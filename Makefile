@@ -33,6 +33,11 @@ lint: deps $(COLLECTION_LINK)
 test-matrix: deps $(COLLECTION_LINK)
 	tests/matrix/run.sh
 
+## The execution-environment files (meta/execution-environment.yml, requirements.txt, bindep.txt) through
+## ansible-builder introspect and create, and bindep (tests/ee/check.sh; also a gate of make lint)
+ee-check: deps
+	tests/ee/check.sh
+
 ## Integration targets on real LVM inside the QEMU guest (boots and stops it)
 integration: deps $(COLLECTION_LINK)
 	tests/integration/run.sh

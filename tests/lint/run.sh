@@ -104,7 +104,12 @@ gate_build_install() {
   )
 }
 
-ALL=(sanity units ansible_lint docs_lint changelog ruff build_install)
+# The execution-environment files read by ansible-builder and bindep (tests/ee/check.sh; offline, seconds).
+gate_ee() {
+  (cd "$COPY" && VENV=$VENV tests/ee/check.sh)
+}
+
+ALL=(sanity units ansible_lint docs_lint changelog ruff build_install ee)
 gates=("$@")
 [[ ${#gates[@]} -gt 0 ]] || gates=("${ALL[@]}")
 
