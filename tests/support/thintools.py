@@ -13,7 +13,7 @@ import os
 import subprocess
 
 GENERATIONS = ('0.9', '1.x')
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 ONE_X_BIN = os.path.join(REPO, 'tests', 'output', 'thin-tools', '1.x', 'bin')
 _SBIN = ('/usr/local/sbin', '/usr/sbin', '/sbin')
 _WANT = {'0.9': '0.9.', '1.x': '1.1.'}
