@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: deps test unit fuzz lint integration demo guest guest-stop bench bench-smoke bench-transfer bench-fleet docs docs-check clean
+.PHONY: deps test unit fuzz lint test-matrix ee-check integration demo guest guest-stop bench bench-smoke bench-transfer bench-fleet docs docs-check clean
 
 deps:
 	@tests/setup/deps.sh
@@ -27,6 +27,16 @@ fuzz: deps $(COLLECTION_LINK)
 ## -changelog lint, ruff, collection build + install + a module run (tests/lint/run.sh)
 lint: deps $(COLLECTION_LINK)
 	tests/lint/run.sh
+
+## ansible-test sanity and units with each ansible-core release in use (2.16 to 2.19, pinned in
+## tests/matrix/run.sh), each in its own venv under tests/output/matrix/; not in make test (15-25 min per release)
+test-matrix: deps $(COLLECTION_LINK)
+	tests/matrix/run.sh
+
+## The execution-environment files (meta/execution-environment.yml, requirements.txt, bindep.txt) through
+## ansible-builder introspect and create, and bindep (tests/ee/check.sh; also a gate of make lint)
+ee-check: deps
+	tests/ee/check.sh
 
 ## Integration targets on real LVM inside the QEMU guest (boots and stops it)
 integration: deps $(COLLECTION_LINK)

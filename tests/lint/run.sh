@@ -14,8 +14,10 @@ VENV=${VENV:-.venv}
 export PATH=$VENV/bin:$PATH
 export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 NO_COLOR=1 PY_COLORS=0
 PYVER=3.11
-OUT=$ROOT/tests/output/lint
-COPY=$ROOT/tests/output/ansible-test/ansible_collections/lvdiff/thin
+# make test-matrix (tests/matrix/run.sh) runs gates with another ansible-core: its own VENV,
+# logs (LINT_OUT) and copy (LINT_COPY, a path ending in ansible_collections/lvdiff/thin).
+OUT=${LINT_OUT:-$ROOT/tests/output/lint}
+COPY=${LINT_COPY:-$ROOT/tests/output/ansible-test/ansible_collections/lvdiff/thin}
 mkdir -p "$OUT" "$COPY"
 
 # pip's chatter while ansible-test builds its virtualenvs: kept in the logs, not on the console.
@@ -28,6 +30,9 @@ snapshot() {
   # A repository of its own, so that ansible-test lists the copy's files (tracked or not)
   # instead of finding the checkout's repository, which ignores tests/output.
   git -C "$COPY" init -q
+  # The unit tests' second thin-tools generation (make deps unpacks it under the ignored tests/output).
+  mkdir -p "$COPY/tests/output/thin-tools"
+  rsync -a --delete "$ROOT/tests/output/thin-tools/1.x" "$COPY/tests/output/thin-tools/"
 }
 
 # ansible-test bootstraps pip in each of its virtualenvs with a get-pip script from the internet,
@@ -54,7 +59,7 @@ gate_units() {  # tests/unit under ansible-test (its own venv, tests/unit/requir
 }
 
 gate_ansible_lint() {  # production profile, config in .ansible-lint; the collection resolvable for arg checks
-  (cd "$COPY" && ANSIBLE_COLLECTIONS_PATH=$ROOT/tests/output/ansible-test ansible-lint --offline --nocolor -f pep8 --profile production)
+  (cd "$COPY" && ANSIBLE_COLLECTIONS_PATH=${COPY%/ansible_collections/*} ansible-lint --offline --nocolor -f pep8 --profile production)
 }
 
 gate_docs_lint() {
@@ -99,7 +104,12 @@ gate_build_install() {
   )
 }
 
-ALL=(sanity units ansible_lint docs_lint changelog ruff build_install)
+# The execution-environment files read by ansible-builder and bindep (tests/ee/check.sh; offline, seconds).
+gate_ee() {
+  (cd "$COPY" && VENV=$VENV tests/ee/check.sh)
+}
+
+ALL=(sanity units ansible_lint docs_lint changelog ruff build_install ee)
 gates=("$@")
 [[ ${#gates[@]} -gt 0 ]] || gates=("${ALL[@]}")
 

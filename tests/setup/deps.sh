@@ -36,3 +36,6 @@ if [[ ! -x $VENV/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; the
   "$VENV/bin/pip" install -q --disable-pip-version-check "${REQUIREMENTS[@]/#/-r}"
   echo "$want" > "$stamp"
 fi
+
+# The Rust thin-provisioning-tools 1.1.x beside the system's 0.9.0, for the unit tests (both, every run).
+tests/setup/thin-tools-1x.sh

@@ -21,7 +21,8 @@ Benchmark CLI::
 
 What thin_delta prints (thin-provisioning-tools 0.9.0, C++; checked against
 the real binary by tests/unit/support/test_thinpool.py and read in upstream
-``thin-provisioning/thin_delta.cc``):
+``thin-provisioning/thin_delta.cc``; the Rust 1.1.x tools print the same runs
+and are checked by the same tests, see tests/support/thintools.py):
 
 * Each device's btree is read into runs that are contiguous in BOTH origin and
   data block (``mapping_recorder``).  The two run lists are walked in parallel

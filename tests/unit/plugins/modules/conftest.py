@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.lvdiff.thin.tests.support.module_args import patch_module_args
 
 
 @pytest.fixture

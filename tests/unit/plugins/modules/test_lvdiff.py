@@ -12,7 +12,7 @@ import stat
 import pytest
 import yaml
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.lvdiff.thin.tests.support.module_args import patch_module_args
 
 from ansible_collections.lvdiff.thin.plugins.module_utils import _backup, _diffio, _errors, _lvm, _progress
 from ansible_collections.lvdiff.thin.plugins.modules import lvdiff, lvdiff_info
