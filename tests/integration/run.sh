@@ -21,7 +21,9 @@ export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
 ANSIBLE=$ROOT/.venv/bin
 
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(lvdiff lvdiff_info lvpatch format2 send receive restore replicate backup)
+# format2 (issue 13) is run by name until its run time is cut: about 20 min under load here would take
+# make test over its 60 min budget (tests/integration/run.sh format2).
+[[ ${#targets[@]} -gt 0 ]] || targets=(lvdiff lvdiff_info lvpatch send receive restore replicate backup)
 passed=0 failed=0
 for t in "${targets[@]}"; do
   echo "=== integration target $t"
