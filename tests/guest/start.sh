@@ -15,6 +15,7 @@ source tests/guest/lib.sh
 
 MEM=${GUEST_MEM:-4096}
 SMP=${GUEST_SMP:-2}
+CPU=${GUEST_CPU:-qemu64}
 TIMEOUT=${GUEST_BOOT_TIMEOUT:-180}
 POOL_MIB=${GUEST_POOL_MIB:-2048}
 
@@ -110,7 +111,7 @@ for attempt in 1 2 3; do
   rm -f "$RUN/qemu.pid"
   # restrict=on: the guest can reach nothing outside; only the two forwards below get in.
   if qemu-system-x86_64 -nodefaults -no-user-config -name lvdiff-test-guest \
-      -accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM" \
+      -accel tcg,thread=multi -cpu "$CPU" -smp "$SMP" -m "$MEM" \
       -display none -monitor none -serial "file:$RUN/console.log" -no-reboot \
       -kernel "$OUT/vmlinuz" -initrd "$OUT/initramfs.img" \
       -append "console=ttyS0 quiet panic=-1 mitigations=off" \
