@@ -4,6 +4,10 @@
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# make test runs make unit and make integration side by side (tests/test.sh): one install at a time.
+mkdir -p tests/output
+exec 9>tests/output/.deps.lock
+flock -w 1800 9 || { echo "deps: another deps run holds tests/output/.deps.lock" >&2; exit 1; }
 
 APT_PACKAGES=(
   thin-provisioning-tools lvm2             # the tools our modules drive
