@@ -99,7 +99,7 @@ def lvdiff_bytes(recs, preamble=None, fix_trailer=True, seal=None, trailer_seal=
                 sizes[names[rtype]] += length
             if rtype == _format.DATA:
                 sizes['stored'] += len(body) - tag_len
-        elif rtype == _format.GROUP and len(body) >= 4:  # as a writer counts it: ranges as data
+        elif rtype == _format.GROUP and len(body) >= 4:  # as a writer counts it: the table's ranges as data
             table = group_table_len(body)
             counts['data'] += struct.unpack_from('<I', body)[0]
             counts['group'] = counts.get('group', 0) + 1
@@ -122,8 +122,11 @@ def lvdiff_bytes(recs, preamble=None, fix_trailer=True, seal=None, trailer_seal=
 
 
 def group_table_len(body):
-    """The size of a GROUP body's range table, as its count says."""
-    return 4 + 16 * struct.unpack_from('<I', body)[0]
+    """The size of a GROUP body's range table, as its count says (at most the body: a mutated one may be
+    short)."""
+    if len(body) < 4:
+        return len(body)
+    return min(len(body), 4 + 16 * struct.unpack_from('<I', body)[0])
 
 
 def group_ranges(body):
