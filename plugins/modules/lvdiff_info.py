@@ -151,7 +151,7 @@ records:
       record is one chunk and counts as C(data), including the chunks of zeros that stand for discards
       (lvpatch discards them); C(discard) is always 0 there.
     - In a compressed lvdiff file, runs of data records go out as GROUP records (several ranges in one zstd
-      frame): C(data) counts their ranges too, as if each were a data record, and C(group) the GROUP
+      frame). C(data) counts their ranges too, as if each were a data record, and C(group) the GROUP
       records; C(group) is there only when the file has some.
   returned: when O(verify=true)
   type: dict
