@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -47,9 +46,11 @@ res = _diffio.write_diff(out, header, plan, src, None, compress_level=3)
 t1, r1 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
 os.close(src)
 os.close(out)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over an execve from the parent
+hwm = [int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:')][0]
 print(json.dumps({'size': res['size'], 'stored': res['stored_data_bytes'], 'data': res['data_bytes'],
                   'wall': t1 - t0, 'cpu': r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime,
-                  'rss_kib': r1.ru_maxrss}))
+                  'rss_kib': hwm}))
 '''
 
 
@@ -65,16 +66,14 @@ def changed_bytes(src, runs, size, cs=64 << 10):
 
 
 def zstd_size(src, runs, size):
-    p = subprocess.Popen(['zstd', '-3', '-T1', '-c', '-q'], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    out = tempfile.TemporaryFile()
-    t = threading.Thread(target=lambda: out.write(p.stdout.read()))
-    t.start()
-    for block in changed_bytes(src, runs, size):
-        p.stdin.write(block)
-    p.stdin.close()
-    t.join()
-    p.wait()
-    return out.tell()
+    """The size of `zstd -3 -T1` of the changed bytes (its output written to a temporary file)."""
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.Popen(['zstd', '-3', '-T1', '-c', '-q'], stdin=subprocess.PIPE, stdout=out)
+        for block in changed_bytes(src, runs, size):
+            p.stdin.write(block)
+        p.stdin.close()
+        p.wait()
+        return os.fstat(out.fileno()).st_size
 
 
 def main():
