@@ -99,7 +99,7 @@ class LvdiffWriter(StreamWriter):
         self.index = 0
         # The pieces gathered for the next GROUP: [(offset, length)], in one pool buffer, group_fill bytes.
         self._group, self._group_buf, self._group_fill = [], None, 0
-        self.group_bytes = GROUP_BYTES
+        self.group_bytes = min(GROUP_BYTES, MAX_EXTENT)  # a group fills one pool buffer at most
         body = header._json()
         if len(body) > MAX_HEADER:
             self.abort()
@@ -200,8 +200,9 @@ class LvdiffWriter(StreamWriter):
             raise
         table = _COUNT.pack(len(ranges)) + b''.join(_RANGE.pack(o, n) for o, n in ranges)
         per_record = _HEAD.size + _CRC.size + (TAG if self._seal is not None else 0)
-        # Never larger than the raw records: estimate_size's bound holds (and the frame is shorter than the data).
-        if per_record + len(table) + len(frame) < len(ranges) * per_record + fill:
+        # A frame shorter than the data (a reader's rule), and a record smaller than the raw records (estimate_size's
+        # bound): with many small pieces the heads saved could otherwise pay for a frame longer than the data.
+        if len(frame) < fill and per_record + len(table) + len(frame) < len(ranges) * per_record + fill:
             self.hasher.release(buf)
             self._group_record(ranges, fill, table, frame)
             return

@@ -86,6 +86,24 @@ def test_incompressible_data_goes_out_raw(tmp_path, key, sealed):
         assert _diffio.verify(reader)['records'] == {'check': 2, 'data': 2, 'discard': 0}
 
 
+@pytest.mark.parametrize('sealed', [False, True])
+def test_many_small_incompressible_pieces_go_out_raw(tmp_path, key, sealed):
+    """Twelve random chunks with gaps: the heads a GROUP would save (28 bytes each, 44 sealed) pay for more than
+    the frame's overhead over the raw data, but a frame is never longer than its data: raw DATA records."""
+    base = {c: ('b', c) for c in range(24)}
+    src = dict(base)
+    src.update((c, ('s', c)) for c in range(0, 24, 2))
+    rnd = VolumePair(tmp_path, 4096, base, src, base_chunks=24, src_chunks=24, content=CONTENTS['random'])
+    path = str(tmp_path / 'r.diff')
+    written = make_diff(rnd, path, level=0, compress_level=3, key=key if sealed else None)
+    data = open(path, 'rb').read()
+    assert [r[0] for r in layout(data) if r[0] in 'DG'] == ['D'] * 12
+    assert written['stored_data_bytes'] == written['data_bytes']
+    v1 = str(tmp_path / 'v1.diff')
+    make_diff(rnd, v1, level=0)
+    assert events_of(path, key if sealed else None) == events_of(v1)
+
+
 def _plan(vp):
     from ansible_collections.lvdiff.thin.plugins.module_utils._plan import Plan
     plan = Plan(vp.cs, vp.src_size, vp.base_size)
