@@ -138,7 +138,7 @@ class LvdiffWriter(StreamWriter):
             return
         # Compressed: consecutive pieces gather in one pool buffer, up to group_bytes, and go out as one
         # GROUP (or one DATA record) when the next would not fit or another kind of record comes.
-        if self._group and self._group_fill + length > self.group_bytes:
+        if self._group and (self._group_fill + length > self.group_bytes or len(self._group) >= MAX_GROUP_RANGES):
             self._flush()
         if self._group_buf is None:
             self._group_buf = self.hasher.buffer()

@@ -2,6 +2,7 @@
 forgery of one refused with its exact error, nothing written to the target, what a keyless host catches."""
 
 import json
+import os
 import struct
 
 import pytest
@@ -102,6 +103,33 @@ def test_many_small_incompressible_pieces_go_out_raw(tmp_path, key, sealed):
     v1 = str(tmp_path / 'v1.diff')
     make_diff(rnd, v1, level=0)
     assert events_of(path, key if sealed else None) == events_of(v1)
+
+
+def test_a_group_holds_at_most_4096_ranges(tmp_path):
+    """5000 pieces of 512 bytes with gaps (chunk_size 512 is valid) fit in 4 MiB but not in one table: the
+    writer ends a GROUP at 4096 ranges, and the file reads back."""
+    from ansible_collections.lvdiff.thin.plugins.module_utils._codec import DiffHeader
+    size = 8 << 20
+    src = str(tmp_path / 'src')
+    with open(src, 'wb') as f:
+        f.write((b'sector %d of a compressible volume\n' * 300000)[:size])
+    header = DiffHeader(volume={'name': 's', 'uuid': 'S', 'thin_id': 2, 'size': size}, base=None, chunk_size=512,
+                        checksum_level=0, sample_seed=0)
+    path = str(tmp_path / 'many.diff')
+    fd, out = os.open(src, os.O_RDONLY), os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        writer = _format.LvdiffWriter(out, header, compress_level=1)
+        for k in range(5000):
+            writer.data_from(fd, 1024 * k, 512)
+        writer.finish()
+    finally:
+        os.close(fd)
+        os.close(out)
+    data = open(path, 'rb').read()
+    assert [struct.unpack_from('<I', r[5])[0] for i, r in groups(data)] == [4096, 904]
+    with _diffio.open_diff(path) as reader:
+        assert sum(1 for e in reader.events() if e[0] == 'data') == 5000
+        assert reader.counts == {'check': 0, 'data': 5000, 'discard': 0, 'group': 2}
 
 
 def _plan(vp):
