@@ -241,8 +241,8 @@ class LvdiffWriter(StreamWriter):
             except BaseException:
                 self.hasher.release(out)
                 raise
-            self._emit_pooled(out, sealed, head + table, _CRC.pack(zlib.crc32(sealed, zlib.crc32(table,
-                                                                                              zlib.crc32(head)))))
+            crc = _CRC.pack(zlib.crc32(sealed, zlib.crc32(table, zlib.crc32(head))))
+            self._emit_pooled(out, sealed, head + table, crc)
         self.index += 1
         self.counts['data'] += len(ranges)
         self.counts['group'] = self.counts.get('group', 0) + 1

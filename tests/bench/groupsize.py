@@ -77,7 +77,7 @@ def zstd_size(src, runs, size):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     ap.add_argument('--runs', type=int, default=3)
     args = ap.parse_args()
     import realdata

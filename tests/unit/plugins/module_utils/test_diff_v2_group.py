@@ -13,6 +13,8 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _forma
 from ansible_collections.lvdiff.thin.tests.support.diffs import (
     file_seal, group_ranges, group_table_len, lvdiff_bytes, lvdiff_records, make_diff, open_records)
 from ansible_collections.lvdiff.thin.tests.support.volumes import CONTENTS, VolumePair
+# The fixtures key and pair too, which pytest finds by name here.
+# pylint: disable-next=unused-import
 from ansible_collections.lvdiff.thin.tests.unit.plugins.module_utils.test_diff_v2_hostile import (  # noqa: F401
     CS, TAG_FAIL, _bomb, _frame, flipped, good, key, layout, nth, pair, rebuild, refused, save, verify)
 
@@ -46,8 +48,8 @@ def test_consecutive_pieces_go_out_as_group_records(pair, tmp_path, key, sealed)
     found = groups(data)
     assert len(found) == 2 and not [r for r in layout(data) if r[0] == 'D']
     assert [r[2] for i, r in found] == [_format.COMPRESSED | (_format.SEALED if sealed else 0)] * 2
-    assert [group_ranges(r[5]) for i, r in found] == [[(2 * CS, CS), (4 * CS, 2 * CS)],
-                                                     [(8 * CS, CS), (10 * CS, CS), (12 * CS, CS)]]
+    assert [group_ranges(r[5]) for i, r in found] == [
+        [(2 * CS, CS), (4 * CS, 2 * CS)], [(8 * CS, CS), (10 * CS, CS), (12 * CS, CS)]]
     assert [(r[3], r[4]) for i, r in found] == [(2 * CS, 3 * CS), (8 * CS, 3 * CS)]
     assert events_of(path, k) == events_of(v1)
     trailer = json.loads(layout(data)[-1][5][:-16] if sealed else layout(data)[-1][5])
@@ -55,8 +57,8 @@ def test_consecutive_pieces_go_out_as_group_records(pair, tmp_path, key, sealed)
     assert trailer['stored_data_bytes'] == sum(len(r[5]) - group_table_len(r[5]) - (16 if sealed else 0)
                                                for i, r in found)
     with _diffio.open_diff(path) as reader:  # keyless (or without zstd): ranges checked, payloads None
-        assert [e for e in reader.events(decode=False) if e[0] == 'data'] == [
-            ('data', o, n, None) for o, n in ((2 * CS, CS), (4 * CS, 2 * CS), (8 * CS, CS), (10 * CS, CS), (12 * CS, CS))]
+        ranges = ((2 * CS, CS), (4 * CS, 2 * CS), (8 * CS, CS), (10 * CS, CS), (12 * CS, CS))
+        assert [e for e in reader.events(decode=False) if e[0] == 'data'] == [('data', o, n, None) for o, n in ranges]
 
 
 def test_group_bytes_bounds_a_group(pair, tmp_path, monkeypatch):
@@ -81,8 +83,8 @@ def test_incompressible_data_goes_out_raw(tmp_path, key, sealed):
     assert [(r[0], r[2] & _format.COMPRESSED, r[3]) for r in layout(data) if r[0] in 'DG'] == [
         ('D', 0, CS), ('D', 0, 4 * CS)]
     assert written['stored_data_bytes'] == written['data_bytes'] == 3 * CS
-    assert written['size'] <= _diffio.estimate_size(rnd.header(level=3), _plan(rnd), compress_level=3,
-                                                     key=key if sealed else None)
+    estimate = _diffio.estimate_size(rnd.header(level=3), _plan(rnd), compress_level=3, key=key if sealed else None)
+    assert written['size'] <= estimate
     with _diffio.open_diff(path, key if sealed else None) as reader:
         assert _diffio.verify(reader)['records'] == {'check': 2, 'data': 2, 'discard': 0}
 
