@@ -13,10 +13,11 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _forma
 from ansible_collections.lvdiff.thin.tests.support.diffs import (
     file_seal, group_ranges, group_table_len, lvdiff_bytes, lvdiff_records, make_diff, open_records)
 from ansible_collections.lvdiff.thin.tests.support.volumes import CONTENTS, VolumePair
-# The fixtures key and pair too, which pytest finds by name here.
-# pylint: disable-next=unused-import
-from ansible_collections.lvdiff.thin.tests.unit.plugins.module_utils.test_diff_v2_hostile import (  # noqa: F401
-    CS, TAG_FAIL, _bomb, _frame, flipped, good, key, layout, nth, pair, rebuild, refused, save, verify)
+from ansible_collections.lvdiff.thin.tests.unit.plugins.module_utils import test_diff_v2_hostile as hostile
+from ansible_collections.lvdiff.thin.tests.unit.plugins.module_utils.test_diff_v2_hostile import (
+    CS, TAG_FAIL, _bomb, _frame, flipped, good, layout, nth, rebuild, refused, save, verify)
+
+pair, key = hostile.pair, hostile.key  # its fixtures, used here by name
 
 VOL = 16 * CS
 
