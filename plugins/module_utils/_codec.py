@@ -290,6 +290,14 @@ class StreamWriter:
         finally:
             self.hasher.release(buf)
 
+    def _emit_views(self, *parts):
+        """_emit(*parts) without copying them for the hash: the caller keeps every buffer behind them
+        unchanged until it is hashed (submit(b'', buf) then gives a pool buffer back in order)."""
+        write_all(self.fd, parts)
+        for p in parts:
+            self.hasher.submit(p)
+            self.size += len(p)
+
     def _emit_pooled(self, buf, view, head=b'', tail=b''):
         """_emit(head, view, tail) in one writev, hashing view without a copy; buf, the
         pool buffer behind view, goes back to the pool once hashed."""

@@ -499,8 +499,10 @@ def estimate_size(header, plan, fmt='lvdiff', compress_level=None, key=None):
     trailer = '{"data_bytes":%d,"discard_bytes":%d,"records":{"check":%d,"data":%d,"discard":%d},"sha1":"%s"%s}' % (
         plan.data_bytes, plan.discard_bytes, checks, data_records, discards, '0' * 40,
         ',"stored_data_bytes":%d' % plan.data_bytes if v2 else '')
+    # Compressed: GROUP records are never larger than the DATA records they replace; the trailer may count them.
+    groups = len('"group":%d,' % data_records) if compress_level is not None and data_records > 1 else 0
     return (12 + record + len(_header_as_written(header, compress_level, key)._json()) + checks * (record + 32)
-            + data_records * record + plan.data_bytes + discards * record + record + len(trailer))
+            + data_records * record + plan.data_bytes + discards * record + record + len(trailer) + groups)
 
 
 def _header_as_written(header, compress_level, key):

@@ -7,15 +7,17 @@
 the stream bases it shares with the HyperLayer codec are in _codec, zstd frames in _zstd,
 encryption in _seal.
 
-A file is MAGIC, a u32 version, then records: HEADER, CHECK*, (DATA|DISCARD)*, TRAILER.
+A file is MAGIC, a u32 version, then records: HEADER, CHECK*, (DATA|GROUP|DISCARD)*, TRAILER.
 Every record is a 24-byte head, a body, and a CRC-32 of head and body as stored. The trailer
 holds the record counts and the SHA-1 of every byte before it; nothing may follow it.
 Written and read strictly in order, so a diff can go through a pipe or SSH.
 
 Version 2 (written only when compression or encryption is asked for) keeps all of this and
 adds two record flags: COMPRESSED (a DATA payload that is one zstd frame) and SEALED (the body
-ends with an AEAD tag; CHECK and DATA payloads encrypted). Whatever needs no key (framing,
-CRCs, order, counts, the SHA-1) is checked by any reader.
+ends with an AEAD tag; CHECK and DATA payloads encrypted), and, in compressed files, GROUP records:
+several DATA ranges (a plaintext range table) in one zstd frame, which compresses closer to one
+frame of everything (docs/format.md, "GROUP records"). Whatever needs no key (framing, CRCs, order,
+counts, the SHA-1, every range) is checked by any reader.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import struct
 import zlib
 
-from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT, lazy_buffer
+from ansible_collections.lvdiff.thin.plugins.module_utils._chunkcopy import MAX_EXTENT, lazy_buffer, read_exact
 from ansible_collections.lvdiff.thin.plugins.module_utils._codec import (
     CHECK_DIGESTS, FORMAT_VERSION, FORMAT_VERSIONS, MAX_HEADER, TOOL_VERSION, DiffHeader, StreamReader,
     StreamWriter)
@@ -39,15 +41,23 @@ _PREAMBLE = struct.Struct('<8sI')
 # type, flags, reserved, body length, offset, length
 _HEAD = struct.Struct('<BBHIQQ')
 _CRC = struct.Struct('<I')
-HEADER, CHECK, DATA, DISCARD, TRAILER = (ord(c) for c in 'HCDZT')
-_NAMES = {HEADER: 'HEADER', CHECK: 'CHECK', DATA: 'DATA', DISCARD: 'DISCARD', TRAILER: 'TRAILER'}
-# Record flags, version 2 only: a DATA payload that is one zstd frame; a body that ends with an AEAD tag.
+HEADER, CHECK, DATA, DISCARD, TRAILER, GROUP = (ord(c) for c in 'HCDZTG')
+_NAMES = {HEADER: 'HEADER', CHECK: 'CHECK', DATA: 'DATA', DISCARD: 'DISCARD', TRAILER: 'TRAILER', GROUP: 'GROUP'}
+# Record flags, version 2 only: a DATA payload that is one zstd frame (always set on GROUP); a body that
+# ends with an AEAD tag.
 COMPRESSED, SEALED = 0x01, 0x02
 MAX_DATA = 16 << 20
+# A GROUP's range table: count, then count (offset, length); 2 to MAX_GROUP_RANGES ranges.
+_COUNT = struct.Struct('<I')
+_RANGE = struct.Struct('<QQ')
+MAX_GROUP_RANGES = 4096
+# What a writer gathers into one GROUP frame at most: measured in docs/benchmarks.md ("Format 2"),
+# 4 MiB against 1 MiB. At most the writer's pool buffer (MAX_EXTENT), which holds the group's data.
+GROUP_BYTES = 4 << 20
 # The largest record body (a sealed one: TAG more) of each type; TRAILER is a few counts and a SHA-1.
 _BODY_LIMIT = {HEADER: MAX_HEADER, CHECK: max(CHECK_DIGESTS.values()), DATA: MAX_DATA, DISCARD: 0,
-               TRAILER: 4096}
-_SEALED_TYPES = (CHECK, DATA)  # encrypted; the others stay plaintext, authenticated
+               TRAILER: 4096, GROUP: MAX_DATA}
+_SEALED_TYPES = (CHECK, DATA)  # encrypted; the others stay plaintext, authenticated (GROUP: its frame encrypted)
 
 
 def _compress_level(level):
@@ -66,6 +76,9 @@ class LvdiffWriter(StreamWriter):
     compress_level: None, or zstd's level (1-19) for DATA records; key: None, or the
     _seal.Key to encrypt with. With either, the file is version 2 and the writer fills in
     header.compression and header.encryption; without, it is version 1, as always.
+    Compressed, consecutive data_from() pieces are gathered up to group_bytes and written as
+    one GROUP record (one frame); counts['data'] counts data ranges, counts['group'] (present
+    once there is one) GROUP records.
     """
 
     check_max_len = data_max_len = MAX_EXTENT
@@ -84,6 +97,9 @@ class LvdiffWriter(StreamWriter):
         self.counts = {'check': 0, 'data': 0, 'discard': 0}
         self.data_bytes = self.discard_bytes = self.stored_data_bytes = 0
         self.index = 0
+        # The pieces gathered for the next GROUP: [(offset, length)], in one pool buffer, group_fill bytes.
+        self._group, self._group_buf, self._group_fill = [], None, 0
+        self.group_bytes = min(GROUP_BYTES, MAX_EXTENT)  # a group fills one pool buffer at most
         body = header._json()
         if len(body) > MAX_HEADER:
             self.abort()
@@ -111,11 +127,28 @@ class LvdiffWriter(StreamWriter):
         self.index += 1
 
     def check_from(self, base_fd, offset, length):
+        self._flush()
         self._record(CHECK, offset, length, self._digest_pooled(base_fd, offset, length, self.header.check_digest))
         self.counts['check'] += 1
 
     def data_from(self, src_fd, offset, length):
-        buf, view = self._read_pooled(src_fd, offset, length)
+        if self._compressor is None:
+            buf, view = self._read_pooled(src_fd, offset, length)
+            self._data_record(buf, view, offset, length)
+            return
+        # Compressed: consecutive pieces gather in one pool buffer, up to group_bytes, and go out as one
+        # GROUP (or one DATA record) when the next would not fit or another kind of record comes.
+        if self._group and (self._group_fill + length > self.group_bytes or len(self._group) >= MAX_GROUP_RANGES):
+            self._flush()
+        if self._group_buf is None:
+            self._group_buf = self.hasher.buffer()
+        read_exact(src_fd, memoryview(self._group_buf)[self._group_fill:self._group_fill + length], offset)
+        self._group.append((offset, length))
+        self._group_fill += length
+
+    def _data_record(self, buf, view, offset, length):
+        """One DATA record of view, compressed if that makes it smaller; buf, the pool buffer behind view,
+        goes back to the pool."""
         payload, flags = view, 0
         try:
             if self._compressor is not None:
@@ -149,12 +182,81 @@ class LvdiffWriter(StreamWriter):
         self.data_bytes += length
         self.stored_data_bytes += len(payload)
 
+    def _flush(self):
+        """Write the gathered pieces: one alone as a DATA record; several as one GROUP record if it is
+        smaller than their DATA records stored raw, else as those raw DATA records."""
+        ranges, buf, fill = self._group, self._group_buf, self._group_fill
+        if not ranges:
+            return
+        self._group, self._group_buf, self._group_fill = [], None, 0
+        view = memoryview(buf)[:fill]
+        if len(ranges) == 1:
+            self._data_record(buf, view, *ranges[0])
+            return
+        try:
+            frame = self._compressor.compress(view)
+        except BaseException:
+            self.hasher.release(buf)
+            raise
+        table = _COUNT.pack(len(ranges)) + b''.join(_RANGE.pack(o, n) for o, n in ranges)
+        per_record = _HEAD.size + _CRC.size + (TAG if self._seal is not None else 0)
+        # A frame shorter than the data (a reader's rule), and a record smaller than the raw records (estimate_size's
+        # bound): with many small pieces the heads saved could otherwise pay for a frame longer than the data.
+        if len(frame) < fill and per_record + len(table) + len(frame) < len(ranges) * per_record + fill:
+            self.hasher.release(buf)
+            self._group_record(ranges, fill, table, frame)
+            return
+        pos = 0
+        for offset, length in ranges:  # incompressible: raw DATA records, read from the shared buffer
+            self._raw_record(view[pos:pos + length], offset, length)
+            pos += length
+        self.hasher.submit(b'', buf)  # back to the pool once the views above are hashed
+
+    def _raw_record(self, view, offset, length):
+        head = self._head(DATA, 0, length, offset, length)
+        if self._seal is None:
+            self._emit_views(head, view, _CRC.pack(zlib.crc32(view, zlib.crc32(head))))
+        else:
+            out = self.hasher.buffer()
+            try:
+                sealed = memoryview(out)[:self._seal.encrypt_into(self.index, head, view, out)]
+            except BaseException:
+                self.hasher.release(out)
+                raise
+            self._emit_pooled(out, sealed, head, _CRC.pack(zlib.crc32(sealed, zlib.crc32(head))))
+        self.index += 1
+        self.counts['data'] += 1
+        self.data_bytes += length
+        self.stored_data_bytes += length
+
+    def _group_record(self, ranges, fill, table, frame):
+        head = self._head(GROUP, COMPRESSED, len(table) + len(frame), ranges[0][0], fill)
+        if self._seal is None:
+            self._emit(head + table, frame, _CRC.pack(zlib.crc32(frame, zlib.crc32(table, zlib.crc32(head)))))
+        else:
+            # The table stays plaintext (a keyless host checks every range) and is authenticated with the head.
+            out = self.hasher.buffer()
+            try:
+                sealed = memoryview(out)[:self._seal.encrypt_into(self.index, head + table, frame, out)]
+            except BaseException:
+                self.hasher.release(out)
+                raise
+            crc = _CRC.pack(zlib.crc32(sealed, zlib.crc32(table, zlib.crc32(head))))
+            self._emit_pooled(out, sealed, head + table, crc)
+        self.index += 1
+        self.counts['data'] += len(ranges)
+        self.counts['group'] = self.counts.get('group', 0) + 1
+        self.data_bytes += fill
+        self.stored_data_bytes += len(frame)
+
     def discard(self, offset, length):
+        self._flush()
         self._record(DISCARD, offset, length)
         self.counts['discard'] += 1
         self.discard_bytes += length
 
     def finish(self):
+        self._flush()
         before = self.hasher.result().hexdigest()
         trailer = {'records': self.counts, 'data_bytes': self.data_bytes,
                    'discard_bytes': self.discard_bytes, 'sha1': before}
@@ -237,10 +339,12 @@ class LvdiffReader(StreamReader):
         # A flipped bit in a head may show here before the CRC is read.
         if rtype not in _NAMES or reserved:
             raise self._fail(start, 'unknown record type %d or non-zero reserved field' % rtype)
+        if rtype == GROUP and self.version == 1:
+            raise self._fail(start, 'GROUP record in a version 1 file (only version 2 files have them)')
         if flags and self.version == 1:
             raise self._fail(start, '%s record with flags 0x%02x in a version 1 file (which has none)'
                              % (_NAMES[rtype], flags))
-        if flags & ~(COMPRESSED | SEALED) or (flags & COMPRESSED and rtype != DATA):
+        if flags & ~(COMPRESSED | SEALED) or (flags & COMPRESSED and rtype not in (DATA, GROUP)):
             raise self._fail(start, '%s record with unknown flags 0x%02x' % (_NAMES[rtype], flags))
         limit = _BODY_LIMIT[rtype] + (TAG if flags & SEALED else 0)
         if body_len > limit:
@@ -295,13 +399,55 @@ class LvdiffReader(StreamReader):
         except BadTag:
             raise self._tag_failed(start, rtype, offset, length)
 
-    def _decompress(self, start, offset, length, frame):
+    def _decompress(self, start, offset, length, frame, what='compressed DATA'):
         if self._decompressor is None:
             self._decompressor = Decompressor()  # MissingLibraryError, only once a frame is to be read
         try:
             return self._decompressor.decompress(frame, length)
         except BadFrame as e:
-            raise self._fail(start, 'compressed DATA record (volume offset %d, length %d): %s' % (offset, length, e))
+            raise self._fail(start, '%s record (volume offset %d, length %d): %s' % (what, offset, length, e))
+
+    def _group_frame(self, head, table, sealed):
+        """The frame of a sealed GROUP record, decrypted once its tag (over head and table) is checked."""
+        if self._plain is None:
+            self._plain = lazy_buffer(MAX_DATA + SEAL_SLACK)
+        return self._seal.decrypt_into(self.record, bytes(head) + bytes(table), sealed, self._plain)
+
+    def _group_table(self, start, flags, offset, length, body, vol_size):
+        """A GROUP record's ranges [(offset, length)] and the size of its table, every rule checked (no key, no
+        library): compressed file, flag, count, order, bounds, first offset, sum, a frame shorter than the data."""
+        if not self.compressed:
+            raise self._fail(start, 'GROUP record in a file whose header names no compression')
+        if not flags & COMPRESSED:
+            raise self._fail(start, 'GROUP record without the COMPRESSED flag')
+        if length > MAX_DATA:
+            raise self._fail(start, 'GROUP record of length %d: a GROUP holds at most %d bytes' % (length, MAX_DATA))
+        if len(body) < _COUNT.size:
+            raise self._fail(start, 'GROUP body of %d bytes, too short for its range count' % len(body))
+        count = _COUNT.unpack_from(body)[0]
+        if not 2 <= count <= MAX_GROUP_RANGES:
+            raise self._fail(start, 'GROUP record of %d ranges: a GROUP holds 2 to %d' % (count, MAX_GROUP_RANGES))
+        table_len = _COUNT.size + count * _RANGE.size
+        if table_len > len(body):
+            raise self._fail(start, 'GROUP range table of %d ranges (%d bytes) is longer than the %d-byte body'
+                             % (count, table_len, len(body)))
+        ranges = list(_RANGE.iter_unpack(body[_COUNT.size:table_len]))
+        if ranges[0][0] != offset:
+            raise self._fail(start, 'GROUP first range at %d, not at the record\'s offset %d' % (ranges[0][0], offset))
+        end = total = 0
+        for i, (r_offset, r_length) in enumerate(ranges):
+            if r_length == 0 or r_offset < end or r_offset + r_length > vol_size:
+                raise self._fail(start, 'GROUP range %d (%d+%d) is empty, overlaps, goes backwards or leaves the '
+                                 '%d-byte volume' % (i, r_offset, r_length, vol_size))
+            end = r_offset + r_length
+            total += r_length
+        if total != length:
+            raise self._fail(start, 'GROUP ranges hold %d bytes, not the record\'s length %d' % (total, length))
+        frame_len = len(body) - table_len
+        if not 0 < frame_len < length:
+            raise self._fail(start, 'GROUP record of length %d with a %d-byte frame: a frame is shorter than the '
+                             'data it holds, and not empty' % (length, frame_len))
+        return ranges, table_len
 
     def _start_decoding(self):
         """The AEAD, and the HEADER record's tag checked (record 0): before any other record is read."""
@@ -350,6 +496,28 @@ class LvdiffReader(StreamReader):
                 raise self._fail(start, '%s range %d+%d overlaps, goes backwards or leaves the '
                                  '%d-byte volume' % (_NAMES[rtype], offset, length, vol_size))
             end = offset + length
+            if rtype == GROUP:
+                ranges, table_len = self._group_table(start, flags, offset, length, body[:stored], vol_size)
+                end = ranges[-1][0] + ranges[-1][1]
+                frame_len = stored - table_len
+                data = None
+                if decode:
+                    frame = body[table_len:stored]
+                    if self._seal is not None:
+                        try:  # the table authenticated with the head, the frame decrypted: one tag
+                            frame = self._group_frame(head, body[:table_len], body[table_len:])
+                        except BadTag:
+                            raise self._tag_failed(start, rtype, offset, length)
+                    data = memoryview(self._decompress(start, offset, length, frame, 'GROUP'))
+                self.counts['data'] += len(ranges)
+                self.counts['group'] = self.counts.get('group', 0) + 1
+                self.data_bytes += length
+                self.stored_data_bytes += frame_len
+                pos = 0
+                for r_offset, r_length in ranges:
+                    yield 'data', r_offset, r_length, data[pos:pos + r_length] if data is not None else None
+                    pos += r_length
+                continue
             if rtype == DATA:
                 if flags & COMPRESSED:
                     if not self.compressed:

@@ -150,6 +150,9 @@ records:
     - C(data) counts records, not chunks (an lvdiff record spans up to 4 MiB). In a HyperLayer file every W
       record is one chunk and counts as C(data), including the chunks of zeros that stand for discards
       (lvpatch discards them); C(discard) is always 0 there.
+    - In a compressed lvdiff file, runs of data records go out as GROUP records (several ranges in one zstd
+      frame). C(data) counts their ranges too, as if each were a data record, and C(group) the GROUP
+      records; C(group) is there only when the file has some.
   returned: when O(verify=true)
   type: dict
   sample: {check: 89, data: 840, discard: 3}
@@ -163,6 +166,10 @@ records:
     discard:
       description: Discard records.
       type: int
+    group:
+      description: GROUP records (compressed lvdiff files only, each holding several of the C(data) ranges).
+      type: int
+      returned: when the file has GROUP records
 data_bytes:
   description: Bytes of data the diff carries (the sum of the data records' lengths).
   returned: when O(verify=true)

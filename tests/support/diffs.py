@@ -99,16 +99,39 @@ def lvdiff_bytes(recs, preamble=None, fix_trailer=True, seal=None, trailer_seal=
                 sizes[names[rtype]] += length
             if rtype == _format.DATA:
                 sizes['stored'] += len(body) - tag_len
+        elif rtype == _format.GROUP and len(body) >= 4:  # as a writer counts it: the table's ranges as data
+            table = group_table_len(body)
+            counts['data'] += struct.unpack_from('<I', body)[0]
+            counts['group'] = counts.get('group', 0) + 1
+            sizes['data'] += length
+            sizes['stored'] += len(body) - tag_len - table
         if seal is not None:
             flags |= _format.SEALED
             head = _format._HEAD.pack(rtype, flags, reserved, len(body) + _seal.TAG, offset, length)
             aad = bytes(out[:12]) + head if i == 0 else head
-            body = seal.encrypt(i, aad, body) if rtype in (_format.CHECK, _format.DATA) else (
-                bytes(body) + seal.tag(i, aad, body))
+            if rtype == _format.GROUP:
+                table = group_table_len(body)
+                body = bytes(body[:table]) + seal.encrypt(i, head + bytes(body[:table]), body[table:])
+            else:
+                body = seal.encrypt(i, aad, body) if rtype in (_format.CHECK, _format.DATA) else (
+                    bytes(body) + seal.tag(i, aad, body))
         else:
             head = _format._HEAD.pack(rtype, flags, reserved, len(body), offset, length)
         out += head + body + _format._CRC.pack(zlib.crc32(body, zlib.crc32(head)))
     return bytes(out)
+
+
+def group_table_len(body):
+    """The size of a GROUP body's range table, as its count says (at most the body: a mutated one may be
+    short)."""
+    if len(body) < 4:
+        return len(body)
+    return min(len(body), 4 + 16 * struct.unpack_from('<I', body)[0])
+
+
+def group_ranges(body):
+    """[(offset, length)] of a GROUP body's range table."""
+    return [struct.unpack_from('<QQ', body, 4 + 16 * i) for i in range(struct.unpack_from('<I', body)[0])]
 
 
 def file_seal(data, key):
@@ -124,7 +147,10 @@ def open_records(data, seal):
     for i, rec in enumerate(recs):
         head = _format._HEAD.pack(rec[0], rec[1], rec[2], len(rec[5]), rec[3], rec[4])
         aad = data[:12] + head if i == 0 else head
-        if rec[0] in (_format.CHECK, _format.DATA):
+        if rec[0] == _format.GROUP:
+            table = group_table_len(rec[5])
+            rec[5] = rec[5][:table] + seal.decrypt(i, head + rec[5][:table], rec[5][table:])
+        elif rec[0] in (_format.CHECK, _format.DATA):
             rec[5] = seal.decrypt(i, aad, rec[5])
         else:
             seal.check_tag(i, aad, rec[5][:-_seal.TAG], rec[5][-_seal.TAG:])

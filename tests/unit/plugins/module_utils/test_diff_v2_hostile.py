@@ -24,6 +24,13 @@ TAG_FAIL = ('corrupt or forged diff: record %d at file offset %d: %s record (vol
             'authentication tag: it was changed, moved, or taken from another file')
 
 
+@pytest.fixture(autouse=True)
+def one_frame_per_record(monkeypatch):
+    """These tests damage DATA records one by one: the writer gathers none into GROUP records here
+    (test_diff_v2_group.py has those)."""
+    monkeypatch.setattr(_format, 'GROUP_BYTES', 0)
+
+
 @pytest.fixture
 def pair(tmp_path):
     base = {c: ('b', c) for c in range(16)}

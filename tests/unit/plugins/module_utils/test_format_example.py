@@ -34,3 +34,26 @@ def test_the_worked_example_reads_back():
     # and without the key: everything a keyless host checks
     with _diffio.open_reader(io.BytesIO(data)) as reader:
         assert _diffio.verify(reader)['decoded'] is False
+
+
+def test_the_group_example_in_the_docs_is_current():
+    text = DOC.read_text()
+    begin, end = format_example.GROUP_BEGIN, format_example.GROUP_END
+    assert text.count(begin) == 1 and text.count(end) == 1
+    shown = text[text.index(begin):text.index(end) + len(end)]
+    assert shown == format_example.doc_block(group=True), (
+        'docs/format.md shows another GROUP example: regenerate it (tests/support/format_example.py says how)')
+
+
+def test_the_group_example_reads_back():
+    data, key = format_example.example_file(group=True)
+    with _diffio.open_reader(io.BytesIO(data), _seal.Key(bytes(range(32)), 'the test key')) as reader:
+        events = [(k, o, n, bytes(p) if p is not None else None) for k, o, n, p in reader.events()]
+        result = _diffio.summary(reader)
+    one, two = b'lvdiff.thin format 2 example\n', b'a second changed chunk\n'
+    assert events[1:] == [('data', 0, 65536, (one * 2300)[:65536]), ('data', 131072, 65536, (two * 2900)[:65536]),
+                          ('discard', 196608, 65536, None)]
+    assert result['records'] == {'check': 1, 'data': 2, 'discard': 1, 'group': 1}
+    assert result['stored_data_bytes'] == 78
+    with _diffio.open_reader(io.BytesIO(data)) as reader:
+        assert _diffio.verify(reader)['records'] == result['records']

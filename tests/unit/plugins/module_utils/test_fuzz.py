@@ -37,7 +37,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils import _diffio, _forma
 from ansible_collections.lvdiff.thin.plugins.module_utils._errors import BaseMismatchError, LvdiffError
 
 from ansible_collections.lvdiff.thin.tests.support.diffs import (
-    file_seal, go_hyperlayer, lvdiff_bytes, lvdiff_records, make_diff, open_records)
+    file_seal, go_hyperlayer, group_ranges, group_table_len, lvdiff_bytes, lvdiff_records, make_diff, open_records)
 from ansible_collections.lvdiff.thin.tests.support.volumes import CS, VolumePair, mixed_chunk
 
 CASES = int(os.environ.get('LVDIFF_FUZZ_CASES', '2500'))
@@ -62,7 +62,7 @@ def corpus(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('fuzz')
     base = {c: ('b', c) for c in range(10)}
     src = dict(base)
-    for c in (1, 2, 7):
+    for c in (1, 2, 6, 8):  # 6 and 8 (compressible): a run of two pieces, a GROUP record when compressed
         src[c] = ('s', c)
     for c in (4, 9):
         del src[c]
@@ -78,6 +78,8 @@ def corpus(tmp_path_factory):
         make_diff(pair, path, **kw)
         diffs[name] = open(path, 'rb').read()
     diffs['hl-go'] = go_hyperlayer(pair, ['Author: x', 'Quoted: "a: b"'])
+    for name in ('v2-z-l2', 'v2-zk-l3'):  # compressed: the runs of data go out as GROUP records
+        assert _format.GROUP in [r[0] for r in lvdiff_records(diffs[name])]
     return open(pair.base, 'rb').read(), open(pair.src, 'rb').read(), diffs
 
 
@@ -95,7 +97,7 @@ def mutate_lvdiff(rng, data, base, seal=None):
     recs = open_records(data, seal) if seal is not None else lvdiff_records(data)
     what = ['plaintext records sealed again'] if seal is not None else []
     for dummy in range(rng.choice([1, 1, 1, 2, 3])):
-        op = rng.randrange(10)
+        op = rng.randrange(11)
         i = rng.randrange(len(recs))
         rec = recs[i]
         if op == 0:  # a header field
@@ -121,7 +123,7 @@ def mutate_lvdiff(rng, data, base, seal=None):
             what.append('record %d field %d' % (i, field))
         elif op == 3:  # type, flags, reserved
             field = rng.choice([0, 0, 1, 2])
-            rec[field] = rng.choice(b'HCDZT') if field == 0 and rng.random() < 0.8 else rng.randrange(1, 256)
+            rec[field] = rng.choice(b'HCDZTG') if field == 0 and rng.random() < 0.8 else rng.randrange(1, 256)
             what.append('record %d head byte %d' % (i, field))
         elif op == 4:  # a body cut, grown or changed
             body = bytearray(rec[5])
@@ -157,6 +159,34 @@ def mutate_lvdiff(rng, data, base, seal=None):
             if rng.random() < 0.5:
                 rec[4] = len(raw)
             what.append('record %d a frame of %d bytes' % (i, len(raw)))
+        elif op == 10 and rec[0] == _format.GROUP and len(rec[5]) >= 4:  # its range table or its frame
+            table = group_table_len(rec[5])
+            whole = table == 4 + 16 * int.from_bytes(rec[5][:4], 'little')  # else a count already mutated
+            ranges = [list(r) for r in group_ranges(rec[5])] if whole else [[0, CS], [CS, CS]]
+            frame = rec[5][table:]
+            choice = rng.randrange(5)
+            if choice == 0:  # a range's offset or length moved
+                r = rng.choice(ranges)
+                r[rng.randrange(2)] = max(0, r[0] + rng.choice([-CS, -512, 512, CS, 14 * CS, 2 ** 63]))
+            elif choice == 1:  # a range dropped or added
+                if rng.random() < 0.5 and ranges:
+                    del ranges[rng.randrange(len(ranges))]
+                else:
+                    ranges.insert(rng.randrange(len(ranges) + 1), [rng.randrange(16) * CS, CS])
+            elif choice == 2:  # a count that lies
+                rec[5] = (rng.choice([0, 1, len(ranges) + 1, 4097, 2 ** 32 - 1]).to_bytes(4, 'little')
+                          + rec[5][4:])
+                what.append('group %d count' % i)
+                continue
+            elif choice == 3:  # a frame of the concatenated ranges' length, or another
+                n = rng.choice([sum(r[1] for r in ranges), rec[4], rec[4] + 512, CS])
+                frame = zstandard.ZstdCompressor(level=1, write_content_size=True).compress(
+                    rng.choice([bytes(n), rng.randbytes(n), b'ab' * (n // 2)]))
+            if rng.random() < 0.7 and ranges:  # the head made to agree with the table
+                rec[3], rec[4] = ranges[0][0], sum(r[1] for r in ranges) % 2 ** 64
+            rec[5] = len(ranges).to_bytes(4, 'little') + b''.join(
+                (r[0] % 2 ** 64).to_bytes(8, 'little') + (r[1] % 2 ** 64).to_bytes(8, 'little') for r in ranges) + frame
+            what.append('group %d table or frame (%d)' % (i, choice))
     out = lvdiff_bytes(recs, preamble=data[:12], fix_trailer=rng.random() < 0.85, seal=seal)
     return _raw(rng, out, what), what
 
