@@ -109,7 +109,7 @@ if ((update)); then
   tmp=$LOCK.tmp.$$
   {
     echo "# Debian $SUITE packages of the trixie test guest: name version arch sha256."
-    echo "# Written by tests/guest/trixie-debs.sh --update-lock (GUEST=trixie make guest-lock); do not edit."
+    echo "# Written by tests/guest/trixie-debs.sh --update-lock (make guest-lock); do not edit."
     echo "# archive: $SUITE main, InRelease of $release"
     echo "# roots: ${ROOTS[*]}"
     echo "# kernel: $kpkg"
@@ -125,10 +125,24 @@ if ((update)); then
 fi
 
 # --- Make the cache match the lock ----------------------------------------------------------------
-[[ -f $LOCK ]] || die "$LOCK missing: run 'GUEST=trixie make guest-lock'"
+[[ -f $LOCK ]] || die "$LOCK missing: run 'make guest-lock'"
 [[ $(sed -n 's/^# roots: //p' "$LOCK") == "${ROOTS[*]}" ]] ||
-  die "$LOCK was made for other packages than $0 asks for: run 'GUEST=trixie make guest-lock'"
+  die "$LOCK was made for other packages than $0 asks for: run 'make guest-lock'"
 mapfile -t pins < <(grep -v '^#' "$LOCK" | grep .)
+# Hashing 150 MB takes seconds: a stamp of the lock and the files' sizes and times, written
+# after a full check, stands for it while nothing changed.
+stamp() {
+  sha256sum "$LOCK" | cut -d' ' -f1
+  for p in "${pins[@]}"; do
+    read -r n v a _ <<<"$p"
+    stat -c '%n %s %Y' "$(deb_file "$n" "$v" "$a")" 2>/dev/null || echo "missing $n"
+  done
+}
+if [[ -f $DEBS/.verified && $(stamp | sha256sum) == "$(cat "$DEBS/.verified")" ]]; then
+  log "${#pins[@]} packages as pinned in $LOCK (checked before)"
+  exit 0
+fi
+rm -f "$DEBS/.verified"
 missing=()
 for p in "${pins[@]}"; do
   read -r n v a s <<<"$p"
@@ -142,7 +156,7 @@ if ((${#missing[@]})); then
   log "downloading ${#missing[@]} locked packages"
   if ! apt_download "${missing[@]}"; then
     die "the $SUITE archive no longer has every version pinned in $LOCK (it has moved on):" \
-      "run 'GUEST=trixie make guest-lock' to pin the current ones, then commit $LOCK"
+      "run 'make guest-lock' to pin the current ones, then commit $LOCK"
   fi
 fi
 for p in "${pins[@]}"; do
@@ -157,4 +171,5 @@ for p in "${pins[@]}"; do read -r n v a _ <<<"$p"; want[$(deb_file "$n" "$v" "$a
 for f in "$DEBS"/*.deb; do
   [[ -e $f && -z ${want[$f]:-} ]] && rm -f "$f"
 done
+stamp | sha256sum >"$DEBS/.verified"
 log "${#pins[@]} packages as pinned in $LOCK"
