@@ -24,7 +24,7 @@ die() { echo "guest build: ERROR: $*" >&2; exit 1; }
 log() { echo "guest build: $*"; }
 
 [[ $(id -u) == 0 ]] || die "must run as root (device nodes, root-owned files in the initramfs)"
-for t in apt-get apt-cache dpkg dpkg-deb dpkg-query depmod modprobe cpio ssh-keygen ldd flock lz4 xz gpg; do
+for t in apt-get apt-cache dpkg dpkg-deb dpkg-query depmod modprobe cpio ssh-keygen ldd flock lz4 xz; do
   command -v "$t" >/dev/null || die "$t not found: run 'make deps' (tests/setup/deps.sh)"
 done
 

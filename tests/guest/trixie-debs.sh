@@ -41,6 +41,9 @@ APT=$CACHE/apt
 mkdir -p "$DEBS"
 
 [[ $(dpkg --print-architecture) == "$ARCH" ]] || die "pinned for $ARCH only"
+for t in apt-get apt-cache gpg sha256sum; do
+  command -v "$t" >/dev/null || die "$t not found"
+done
 
 deb_file() { echo "$DEBS/${1}_${2//:/%3a}_${3}.deb"; } # NAME VERSION ARCH
 
