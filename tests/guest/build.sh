@@ -216,6 +216,7 @@ find "$ST/usr" -type f \( -perm -u+x -o -name '*.so*' \) \
   -exec sh -c 'head -c 4 "$1" | grep -q "ELF"' _ {} \; -print | sed "s|^$ST||" >"$elf_list"
 cp "$elf_list" "$ST/elfs.txt"
 # (--verify first: --list crashes on static binaries such as busybox)
+# shellcheck disable=SC2016 # the script runs in the chroot's shell, which expands it
 unresolved=$(chroot "$ST" /usr/bin/sh -c 'ld=/usr/lib64/ld-linux-x86-64.so.2; while read -r f; do
   $ld --verify "$f" >/dev/null 2>&1 || continue
   $ld --list "$f" 2>&1 | grep "not found" | sed "s|^|$f: |"; done </elfs.txt')
