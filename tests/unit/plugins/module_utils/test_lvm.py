@@ -85,7 +85,8 @@ def test_other_failure_in_the_json_command_log_keeps_its_words():
     m, r = lvm(rc=5, err='', out=out)
     with pytest.raises(CommandError) as info:
         m.lvs('vg0')
-    assert info.value.msg == "lvs failed for volume group vg0: Can't get lock for vg0\n  Cannot process volume group vg0"
+    assert info.value.msg == ("lvs failed for volume group vg0: Can't get lock for vg0\n"
+                              "  Cannot process volume group vg0")
     assert info.value.details['rc'] == 5
 
 
