@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: deps test unit fuzz lint test-matrix ee-check integration demo guest guest-stop bench bench-smoke bench-transfer bench-fleet docs docs-check clean
+.PHONY: deps test unit fuzz lint test-matrix ee-check integration demo guest guest-stop guest-lock bench bench-smoke bench-transfer bench-fleet docs docs-check clean
 
 deps:
 	@tests/setup/deps.sh
@@ -79,12 +79,18 @@ bench-fleet: deps $(COLLECTION_LINK)
 demo: deps $(COLLECTION_LINK)
 	tests/demo/run.sh
 
-## The QEMU guest with real LVM thin pools (tests/guest/)
+## The QEMU guest with real LVM thin pools (tests/guest/); GUEST=trixie for the Debian 13 flavor
+## (tests/output/guest-trixie), e.g. make guest GUEST=trixie
 guest: deps
 	tests/guest/start.sh
 
 guest-stop:
 	tests/guest/stop.sh
 
+## Re-pin the trixie guest's packages (tests/guest/trixie.lock) to what the archive serves now
+guest-lock:
+	tests/guest/trixie-debs.sh --update-lock "$${GUEST_OUT:-tests/output/guest-trixie}/cache"
+
 clean: guest-stop
+	GUEST=trixie tests/guest/stop.sh
 	rm -rf tests/output .pytest_cache .hypothesis

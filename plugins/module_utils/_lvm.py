@@ -101,6 +101,23 @@ def _not_found(vg, err):
     return ('Volume group "%s" not found' % vg) in (line.strip() for line in err.splitlines())
 
 
+def failure_text(out, err):
+    """What LVM said about a failed ``lvs --reportformat json``: its stderr, then the error
+    lines of the command log in the JSON report. lvm2 2.03.16 (Debian 12) prints errors such as
+    'Volume group "x" not found' on stderr; 2.03.31 (Debian 13) puts them only in the report's
+    "log" section on stdout, with stderr empty. out is untrusted text: anything that is not such
+    a log adds nothing."""
+    lines = [err]
+    try:
+        log = json.loads(out).get('log')
+    except (ValueError, TypeError, AttributeError):
+        log = None
+    for entry in log if isinstance(log, list) else ():
+        if isinstance(entry, dict) and entry.get('log_type') == 'error' and isinstance(entry.get('log_message'), str):
+            lines.append('  %s\n' % entry['log_message'].strip())
+    return ''.join(lines).strip()  # as LVM prints them on stderr, stripped like it
+
+
 class LV:
     """One row of ``lvs``; sizes in bytes."""
 
@@ -197,10 +214,10 @@ class Lvm:
         rc, out, err = self.runner.run(['lvs', '-a', '--reportformat', 'json', '--units', 'b', '--nosuffix',
                                         '-o', _FIELDS, vg], check=False)
         if rc != 0:
-            if _not_found(vg, err):
-                raise LvdiffError('volume group %s does not exist on this host' % vg, stderr=err.strip())
-            raise CommandError('lvs failed for volume group %s: %s' % (vg, err.strip()),
-                               rc=rc, stderr=err)
+            said = failure_text(out, err)
+            if _not_found(vg, said):
+                raise LvdiffError('volume group %s does not exist on this host' % vg, stderr=said)
+            raise CommandError('lvs failed for volume group %s: %s' % (vg, said), rc=rc, stderr=err)
         return dict((lv.name, lv) for lv in _parse(out))
 
     def report(self, vgs):

@@ -242,7 +242,8 @@ def _target_rows(target_lvs, vgs):
     except PlanError as e:
         return {}, dict((vg, str(e)) for vg in vgs)
     if target_lvs.get('rc', 0) != 0:
-        err = target_lvs.get('stderr', '')
+        # stderr (lvm2 2.03.16) or the JSON report's command log (2.03.31) tells why
+        err = _lvm.failure_text(target_lvs.get('stdout') or '', target_lvs.get('stderr') or '')
         for vg in vgs:
             if 'Volume group "%s" not found' % vg in err:
                 errors[vg] = 'volume group %s does not exist on the target' % vg

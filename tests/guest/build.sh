@@ -9,17 +9,22 @@
 # Cached: rebuilds only when an input changes (this script, tests/guest/rootfs/, the kernel
 # package, the versions of the Debian packages copied in, the keys). Keys are generated once
 # and never committed (tests/output/ is ignored). FORCE=1 rebuilds anyway.
+#
+# GUEST=trixie builds the Debian 13 flavor into tests/output/guest-trixie/ instead: the same
+# layout, but kernel and root come from trixie's .debs pinned in tests/guest/trixie.lock
+# (fetched and checked by tests/guest/trixie-debs.sh, cached in cache/debs/, unpacked with
+# dpkg-deb), not from this machine's files. The lock is part of the cache key.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
-OUT=${GUEST_OUT:-$REPO/tests/output/guest}
+source tests/guest/lib.sh   # GUEST_FLAVOR, OUT
 HERE=$REPO/tests/guest
 
 die() { echo "guest build: ERROR: $*" >&2; exit 1; }
 log() { echo "guest build: $*"; }
 
 [[ $(id -u) == 0 ]] || die "must run as root (device nodes, root-owned files in the initramfs)"
-for t in apt-get apt-cache dpkg dpkg-deb dpkg-query depmod modprobe cpio ssh-keygen ldd flock lz4; do
+for t in apt-get apt-cache dpkg dpkg-deb dpkg-query depmod modprobe cpio ssh-keygen ldd flock lz4 xz; do
   command -v "$t" >/dev/null || die "$t not found: run 'make deps' (tests/setup/deps.sh)"
 done
 
@@ -27,6 +32,21 @@ mkdir -p "$OUT/cache"
 exec 8>"$OUT/.build.lock"
 flock -w 900 8 || die "another build holds $OUT/.build.lock"
 
+MODULES=(crc32c_generic dm_thin_pool dm_snapshot loop virtio_pci virtio_net virtio_blk virtio_rng ext4)
+
+if [[ $GUEST_FLAVOR == trixie ]]; then
+  # --- Debian 13: the pinned .debs (the kernel among them) -------------------------------------
+  LOCK=$HERE/trixie.lock
+  "$HERE/trixie-debs.sh" "$OUT/cache"
+  KPKG=$(sed -n 's/^# kernel: //p' "$LOCK")
+  [[ $KPKG == linux-image-* ]] || die "$LOCK names no kernel package"
+  read -r _ kv ka _ < <(awk -v p="$KPKG" '$1 == p' "$LOCK")
+  KDEB=$OUT/cache/debs/${KPKG}_${kv//:/%3a}_${ka}.deb
+  [[ -f $KDEB ]] || die "$KDEB missing"
+  KVER=${KPKG#linux-image-}
+  mapfile -t ROOT_DEBS < <(awk '!/^#/ && NF == 4 { gsub(/:/, "%3a", $2); print $1 "_" $2 "_" $3 ".deb" }' "$LOCK" |
+                           grep -v "^${KPKG}_")
+else
 # --- Packages copied from this (Debian 12) machine into the guest -------------------------
 BIN_PACKAGES=(busybox-static bash dash coreutils util-linux mount e2fsprogs lvm2 dmsetup
   thin-provisioning-tools kmod grep sed findutils gzip tar diffutils procps)
@@ -35,7 +55,6 @@ OTHER_PACKAGES=(openssh-server openssh-client openssh-sftp-server python3.11 pyt
 # with their python3-* dependencies; paramiko's include python3-cryptography (format 2's AES-256-GCM), and
 # python3-zstandard compresses format 2 diffs (its libzstd comes with the ldd closure below)
 PY_DIST_ROOTS=(python3-lxml python3-paramiko python3-zstandard)
-MODULES=(crc32c_generic dm_thin_pool dm_snapshot loop virtio_pci virtio_net virtio_blk virtio_rng ext4)
 
 # python3-* packages needed by PY_DIST_ROOTS (their Depends, recursively)
 py_closure() {
@@ -91,6 +110,7 @@ if [[ -z $KDEB || ( -n $want_ver && $want_ver != "(none)" && $KDEB != *"_${want_
   KDEB=$(ls "$OUT/cache/${KPKG}"_*.deb 2>/dev/null | tail -n 1 || true)
   [[ -n $KDEB ]] || die "apt-get download $KPKG failed"
 fi
+fi  # flavor
 
 # --- Keys (generated once) ---------------------------------------------------------------
 for k in id_ed25519 guest_root_ed25519 ssh_host_ed25519_key; do
@@ -104,7 +124,12 @@ key=$(
     echo "modules ${MODULES[*]}"
     (cd "$HERE" && find build.sh rootfs -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     (cd "$HERE" && find rootfs -print0 | LC_ALL=C sort -z | xargs -0 stat -c '%n %a')
-    dpkg-query -W -f='${Package} ${Version}\n' "${ALL_PACKAGES[@]}"
+    if [[ $GUEST_FLAVOR == trixie ]]; then
+      echo "flavor trixie"
+      (cd "$HERE" && sha256sum trixie.lock trixie-debs.sh lib.sh)
+    else
+      dpkg-query -W -f='${Package} ${Version}\n' "${ALL_PACKAGES[@]}"
+    fi
     cat "$OUT/id_ed25519.pub" "$OUT/guest_root_ed25519.pub" "$OUT/ssh_host_ed25519_key.pub"
   } | sha256sum | cut -c1-16
 )
@@ -115,7 +140,7 @@ if [[ -z ${FORCE:-} && -f $OUT/build.key && $(cat "$OUT/build.key") == "$key" &&
 fi
 
 t0=$(date +%s.%N)
-log "building (key $key, kernel $KVER)"
+log "building $GUEST_FLAVOR (key $key, kernel $KVER)"
 rm -f "$OUT/build.key"
 TMP=$OUT/tmp
 rm -rf "$TMP"
@@ -127,6 +152,8 @@ KX=$TMP/kernel        # the extracted kernel package
 # --- Kernel and modules ------------------------------------------------------------------------
 dpkg -x "$KDEB" "$KX"
 [[ -f $KX/boot/vmlinuz-$KVER ]] || die "no boot/vmlinuz-$KVER in $KDEB"
+# trixie's kernel package has its modules in /usr/lib/modules (merged /usr)
+[[ -d $KX/usr/lib/modules && ! -e $KX/lib ]] && ln -s usr/lib "$KX/lib"
 depmod -b "$KX" "$KVER"
 
 mkdir -p "$ST"/{usr/bin,usr/sbin,usr/lib,usr/lib64,usr/local/bin,usr/local/sbin}
@@ -146,12 +173,56 @@ for m in "${MODULES[@]}"; do
     [[ $verb == insmod ]] || continue
     rel=${path#"$KX"/}
     mkdir -p "$ST/$(dirname "$rel")"
-    cp "$path" "$ST/$rel"
+    # trixie compresses modules (.ko.xz): unpacked here, so the guest's modprobe needs no xz
+    # and the boot does not decompress under emulation (the initramfs is compressed anyway)
+    if [[ $rel == *.ko.xz ]]; then
+      xz -dc "$path" >"$ST/${rel%.xz}"
+    else
+      cp "$path" "$ST/$rel"
+    fi
   done <<<"$deps"
 done
 cp "$KX/$MD"/modules.{order,builtin,builtin.modinfo} "$ST/$MD/"
 depmod -b "$ST" "$KVER"
 
+if [[ $GUEST_FLAVOR == trixie ]]; then
+# --- Files from the pinned trixie packages ------------------------------------------------------
+# Unpacked over the merged-/usr skeleton above (--keep-directory-symlink: a package's ./bin/ goes
+# to usr/bin); documentation, translations and Python's unused parts are left out.
+for deb in "${ROOT_DEBS[@]}"; do
+  dpkg-deb --fsys-tarfile "$OUT/cache/debs/$deb" |
+    tar -x -C "$ST" --keep-directory-symlink --no-same-owner \
+      --exclude=./usr/share/doc --exclude=./usr/share/man --exclude=./usr/share/info \
+      --exclude=./usr/share/locale --exclude=./usr/share/lintian --exclude=./usr/share/bug \
+      --exclude=./usr/lib/python3.13/test --exclude=./usr/lib/python3.13/idlelib \
+      --exclude=./usr/lib/python3.13/tkinter --exclude=./usr/lib/python3.13/turtledemo \
+      --exclude=./usr/lib/python3.13/pydoc_data --exclude=./usr/lib/python3.13/ensurepip \
+      --exclude='./usr/lib/python3.13/config-3.13-*' ||
+    die "cannot unpack $deb"
+done
+# what maintainer scripts would have done: the /bin/sh link, busybox for what nothing else provides
+ln -sf dash "$ST/usr/bin/sh"
+for a in $("$ST/usr/bin/busybox" --list); do
+  case $a in busybox|init|linuxrc|sh|ash) continue ;; esac
+  [[ -e $ST/usr/bin/$a || -L $ST/usr/bin/$a || -e $ST/usr/sbin/$a || -L $ST/usr/sbin/$a ]] ||
+    ln -s /usr/bin/busybox "$ST/usr/bin/$a"
+done
+ln -s usr/bin/busybox "$ST/init"
+[[ -e $ST/usr/bin/python3 ]] || ln -s python3.13 "$ST/usr/bin/python3"
+# every shared library any ELF file here needs, resolved by trixie's own loader in the tree
+# (the host's ldd would use this machine's glibc)
+elf_list=$TMP/elfs
+find "$ST/usr" -type f \( -perm -u+x -o -name '*.so*' \) \
+  -exec sh -c 'head -c 4 "$1" | grep -q "ELF"' _ {} \; -print | sed "s|^$ST||" >"$elf_list"
+cp "$elf_list" "$ST/elfs.txt"
+# (--verify first: --list crashes on static binaries such as busybox)
+# shellcheck disable=SC2016 # the script runs in the chroot's shell, which expands it
+unresolved=$(chroot "$ST" /usr/bin/sh -c 'ld=/usr/lib64/ld-linux-x86-64.so.2; while read -r f; do
+  $ld --verify "$f" >/dev/null 2>&1 || continue
+  $ld --list "$f" 2>&1 | grep "not found" | sed "s|^|$f: |"; done </elfs.txt')
+rm -f "$ST/elfs.txt"
+[[ -z $unresolved ]] || die "unresolved libraries in the trixie tree: $(sort -u <<<"$unresolved" | head)"
+else
 # --- Files from this machine ------------------------------------------------------------------
 # put PATH: copy a host file to the same path in the staging tree; symlinks stay symlinks and
 # their targets are copied too.
@@ -188,29 +259,6 @@ for f in /usr/sbin/sshd /usr/lib/openssh/sftp-server /usr/bin/ssh /usr/bin/scp /
          /usr/bin/ssh-keygen /usr/bin/ssh-keyscan /usr/bin/ssh-add /usr/bin/ssh-agent; do
   put "$f"
 done
-install -m 600 "$OUT/ssh_host_ed25519_key" "$ST/etc/ssh/ssh_host_ed25519_key"
-install -m 644 "$OUT/ssh_host_ed25519_key.pub" "$ST/etc/ssh/ssh_host_ed25519_key.pub"
-cat "$OUT/id_ed25519.pub" "$OUT/guest_root_ed25519.pub" >"$ST/root/.ssh/authorized_keys"
-install -m 600 "$OUT/guest_root_ed25519" "$ST/root/.ssh/id_ed25519"
-install -m 644 "$OUT/guest_root_ed25519.pub" "$ST/root/.ssh/id_ed25519.pub"
-hostkey=$(cut -d' ' -f1,2 "$OUT/ssh_host_ed25519_key.pub")
-echo "127.0.0.1,localhost,src,[127.0.0.1]:2222,[localhost]:2222,[src]:2222,dst,[dst]:2222 $hostkey" \
-  >"$ST/root/.ssh/known_hosts"
-cat >"$ST/root/.ssh/config" <<'EOF'
-# Inside the lvdiff test guest: `ssh src ...` / `ssh dst ...` reach the two inventory hosts.
-Host src
-    HostName 127.0.0.1
-    Port 22
-Host dst
-    HostName 127.0.0.1
-    Port 2222
-Host *
-    User root
-    IdentityFile /root/.ssh/id_ed25519
-    BatchMode yes
-    ConnectTimeout 10
-EOF
-chmod 600 "$ST/root/.ssh/authorized_keys" "$ST/root/.ssh/config" "$ST/root/.ssh/known_hosts"
 
 # Python 3.11 (Debian's), its standard library, and lxml + paramiko + zstandard with their dependencies
 put /usr/bin/python3.11
@@ -244,8 +292,45 @@ if printf '%s\0' "${elfs[@]}" | xargs -0 -n 64 ldd 2>/dev/null | grep -q 'not fo
   die "unresolved libraries: $(printf '%s\0' "${elfs[@]}" | xargs -0 ldd 2>&1 | grep 'not found' | sort -u | head)"
 fi
 
+fi  # flavor
+
 # --- Configuration ---------------------------------------------------------------------------
+# SSH: the generated keys, root's client setup inside the guest
+install -m 600 "$OUT/ssh_host_ed25519_key" "$ST/etc/ssh/ssh_host_ed25519_key"
+install -m 644 "$OUT/ssh_host_ed25519_key.pub" "$ST/etc/ssh/ssh_host_ed25519_key.pub"
+cat "$OUT/id_ed25519.pub" "$OUT/guest_root_ed25519.pub" >"$ST/root/.ssh/authorized_keys"
+install -m 600 "$OUT/guest_root_ed25519" "$ST/root/.ssh/id_ed25519"
+install -m 644 "$OUT/guest_root_ed25519.pub" "$ST/root/.ssh/id_ed25519.pub"
+hostkey=$(cut -d' ' -f1,2 "$OUT/ssh_host_ed25519_key.pub")
+echo "127.0.0.1,localhost,src,[127.0.0.1]:2222,[localhost]:2222,[src]:2222,dst,[dst]:2222 $hostkey" \
+  >"$ST/root/.ssh/known_hosts"
+cat >"$ST/root/.ssh/config" <<'EOF'
+# Inside the lvdiff test guest: `ssh src ...` / `ssh dst ...` reach the two inventory hosts.
+Host src
+    HostName 127.0.0.1
+    Port 22
+Host dst
+    HostName 127.0.0.1
+    Port 2222
+Host *
+    User root
+    IdentityFile /root/.ssh/id_ed25519
+    BatchMode yes
+    ConnectTimeout 10
+EOF
+chmod 600 "$ST/root/.ssh/authorized_keys" "$ST/root/.ssh/config" "$ST/root/.ssh/known_hosts"
 cp -a "$HERE/rootfs/." "$ST/"
+if [[ $GUEST_FLAVOR == trixie ]]; then
+  # OpenSSH 9.8+ throttles a source address after failed or aborted connections; every
+  # connection here comes from QEMU's one user-mode address, so a few aborted probes would
+  # lock Ansible out. (Bookworm's 9.2 does not know the option.)
+  for h in src dst; do echo 'PerSourcePenalties no' >>"$ST/etc/ssh/sshd_config.$h"; done
+  # Debian compiles Python's byte code at installation (postinst); without it every import in
+  # the guest compiles from source under emulation. unchecked-hash: this tree never changes.
+  chroot "$ST" /usr/bin/python3 -m compileall -q --invalidation-mode unchecked-hash \
+    /usr/lib/python3.13 /usr/lib/python3/dist-packages >/dev/null ||
+    die "compiling the trixie tree's Python byte code failed"
+fi
 cat >"$ST/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/bash
 sshd:x:100:65534:sshd privilege separation:/run/sshd:/usr/bin/false

@@ -1,6 +1,13 @@
 # shellcheck shell=bash
 # Shared by tests/guest/{start,stop,smoke}.sh (sourced, bash). Expects REPO (the checkout).
-OUT=${GUEST_OUT:-$REPO/tests/output/guest}
+# GUEST picks the flavor: bookworm (default; this machine's Debian 12 files) or trixie (Debian 13
+# packages pinned in tests/guest/trixie.lock), each with its own default output directory.
+GUEST_FLAVOR=${GUEST:-bookworm}
+case $GUEST_FLAVOR in
+  bookworm) OUT=${GUEST_OUT:-$REPO/tests/output/guest} ;;
+  trixie) OUT=${GUEST_OUT:-$REPO/tests/output/guest-trixie} ;;
+  *) echo "guest: ERROR: unknown GUEST=$GUEST_FLAVOR (bookworm or trixie)" >&2; exit 2 ;;
+esac
 RUN=$OUT/run                 # per-boot state: qemu.pid, ports, console.log, cp/
 KEY=$OUT/id_ed25519
 SSH_OPTS=(-F /dev/null -i "$KEY" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no

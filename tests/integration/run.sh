@@ -4,12 +4,16 @@
 # Usage: tests/integration/run.sh [target ...]   (default: all)
 # A target with an executable runme.sh (script target, as in ansible-test) runs that script, with
 # GUEST_INVENTORY and the ANSIBLE_* settings below in its environment; the others run as roles
-# through main.yml. GUEST_OUT relocates the guest (tests/guest/README.md), e.g. for a second guest.
+# through main.yml. GUEST_OUT relocates the guest (tests/guest/README.md), e.g. for a second guest;
+# GUEST=trixie runs them on the Debian 13 flavor (tests/output/guest-trixie unless GUEST_OUT says).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+# shellcheck disable=SC2034 # REPO is read by lib.sh
+REPO=$ROOT
+source tests/guest/lib.sh   # OUT: the flavor's guest directory
 trap 'tests/guest/stop.sh || true' EXIT
-export GUEST_OUT=${GUEST_OUT:-$ROOT/tests/output/guest}
+export GUEST_OUT=$OUT
 tests/guest/start.sh
 # shellcheck disable=SC1091
 source "$GUEST_OUT/env.sh"

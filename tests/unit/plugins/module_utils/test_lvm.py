@@ -53,6 +53,62 @@ def test_missing_volume_group():
         m.lvs('vgnope')
 
 
+# lvm2 2.03.31 (Debian 13) with --reportformat json: errors go to the report's command log on
+# stdout, stderr stays empty. Output as seen in the trixie test guest (`lvs ... vgnope`, rc 5).
+def log_entry(seq, kind, name, message, ret='0'):
+    return {'log_seq_num': str(seq), 'log_type': kind, 'log_context': 'processing', 'log_object_type': 'vg',
+            'log_object_name': name, 'log_object_id': '', 'log_object_group': '', 'log_object_group_id': '',
+            'log_message': message, 'log_errno': '-1', 'log_ret_code': ret}
+
+
+def json_log_report(rows, *entries):
+    return json.dumps({'report': [{'lv': list(rows)}], 'log': list(entries)}, indent=4)
+
+
+NOT_FOUND_LOG = (log_entry(1, 'error', 'vgnope', 'Volume group "vgnope" not found'),
+                 log_entry(2, 'error', 'vgnope', 'Cannot process volume group vgnope'),
+                 log_entry(3, 'status', 'vgnope', 'failure', ret='5'))
+
+
+def test_missing_volume_group_told_in_the_json_command_log():
+    m, r = lvm(rc=5, err='', out=json_log_report([], *NOT_FOUND_LOG))
+    with pytest.raises(LvdiffError, match='^volume group vgnope does not exist on this host$') as info:
+        m.lvs('vgnope')
+    assert not isinstance(info.value, CommandError)
+    assert info.value.details['stderr'] == 'Volume group "vgnope" not found\n  Cannot process volume group vgnope'
+
+
+def test_other_failure_in_the_json_command_log_keeps_its_words():
+    out = json_log_report([], log_entry(1, 'error', 'vg0', "Can't get lock for vg0"),
+                          log_entry(2, 'error', 'vg0', 'Cannot process volume group vg0'),
+                          log_entry(3, 'status', 'vg0', 'failure', ret='5'))
+    m, r = lvm(rc=5, err='', out=out)
+    with pytest.raises(CommandError) as info:
+        m.lvs('vg0')
+    assert info.value.msg == ("lvs failed for volume group vg0: Can't get lock for vg0\n"
+                              "  Cannot process volume group vg0")
+    assert info.value.details['rc'] == 5
+
+
+@pytest.mark.parametrize('out, err, said', [
+    ('', '  Volume group "vg0" not found\n', 'Volume group "vg0" not found'),  # 2.03.16: stderr only
+    (json_log_report([], *NOT_FOUND_LOG), '  WARNING: something\n',
+     'WARNING: something\n  Volume group "vgnope" not found\n  Cannot process volume group vgnope'),
+    # a status line, a success, or anything that is not a log of error entries says nothing
+    (json_log_report([], log_entry(1, 'status', 'vg0', 'success')), '', ''),
+    ('not json', '', ''), ('[]', '', ''), ('{"log": "Volume group \\"vg0\\" not found"}', '', ''),
+    ('{"log": [["error"], {"log_type": "error", "log_message": 5}, {"log_type": "error"}]}', '', ''),
+])
+def test_failure_text(out, err, said):
+    assert _lvm.failure_text(out, err) == said
+
+
+def test_a_log_entry_naming_another_vg_is_not_this_vg_missing():
+    m, r = lvm(rc=5, err='', out=json_log_report([], log_entry(1, 'error', 'vg01', 'Volume group "vg01" not found')))
+    with pytest.raises(CommandError):
+        m.lvs('vg0')
+
+
 @pytest.mark.parametrize('err', [
     # other failures that mention a volume group, or something not found, keep lvs's words
     '  Volume group "vg0" is exported\n',
@@ -250,6 +306,27 @@ def test_report_leaves_out_a_missing_vg_after_one_lvs_each():
     found = _lvm.Lvm(r).report(['vg0', 'gone', 'vg1'])
     assert sorted(found) == ['vg0', 'vg1'] and sorted(found['vg1']) == ['pool']
     assert [c[9:] for c in r.calls] == [['gone', 'vg0', 'vg1'], ['gone'], ['vg0'], ['vg1']]
+
+
+class ScriptedJsonLogReport(ScriptedReport):
+    """The same, as lvm2 2.03.31 answers: the errors in the report's command log, stderr empty."""
+
+    def run(self, argv, check=True, data=None):
+        rc, out, err = super().run(argv, check, data)
+        entries = [log_entry(i, 'error', '', line.strip()) for i, line in enumerate(err.splitlines(), 1)]
+        return rc, json_log_report(json.loads(out)['report'][0]['lv'], *entries), ''
+
+
+def test_report_leaves_out_a_missing_vg_told_in_the_json_command_log():
+    r = ScriptedJsonLogReport({'vg0': [ROW, POOL], 'vg1': [POOL]})
+    found = _lvm.Lvm(r).report(['vg0', 'gone', 'vg1'])
+    assert sorted(found) == ['vg0', 'vg1'] and sorted(found['vg1']) == ['pool']
+
+
+def test_report_raises_any_other_failure_told_in_the_json_command_log():
+    r = ScriptedJsonLogReport({'vg0': [ROW], 'vg1': '  Can\'t get lock for vg1\n'})
+    with pytest.raises(CommandError, match="^lvs failed for volume group vg1: Can't get lock for vg1$"):
+        _lvm.Lvm(r).report(['vg0', 'vg1', 'gone'])
 
 
 def test_report_raises_any_other_failure_of_a_vg():

@@ -172,6 +172,19 @@ def test_missing_target_vg_fails_its_volumes_only():
     assert [x['lv'] for x in s['send']] == ['b']
 
 
+def test_missing_target_vg_told_in_the_json_command_log_of_lvm2_2_03_31():
+    """lvm2 2.03.31 puts 'Volume group "x" not found' into the JSON report's log, not on stderr."""
+    s = advance([{'vg': 'vgsrc', 'lv': 'a', 'target_vg': 'nosuchvg'}, {'vg': 'vgsrc', 'lv': 'b'}],
+                'start', 'web1', DEFAULTS)
+    log = [{'log_seq_num': '1', 'log_type': 'error', 'log_context': 'processing', 'log_object_type': 'vg',
+            'log_object_name': 'nosuchvg', 'log_message': 'Volume group "nosuchvg" not found',
+            'log_errno': '-1', 'log_ret_code': '0'}]
+    target = {'stdout': json.dumps({'report': [{'lv': [POOL_DST]}], 'log': log}), 'rc': 5, 'stderr': ''}
+    s = advance(s, 'probed', probe_of([POOL_SRC, volume('a'), volume('b')], [pr('a'), pr('b')]), target, time=NOW)
+    assert s['volumes'][0]['error'] == 'target: volume group nosuchvg does not exist on the target'
+    assert [x['lv'] for x in s['send']] == ['b']
+
+
 def test_relay_mode_sends_without_remote_then_carries_the_files():
     s = advance(started(['a'], transfer='relay'), 'probed', probe_of([POOL_SRC, volume('a')], [pr('a')]),
                 lvs_result(POOL_DST), time=NOW)
