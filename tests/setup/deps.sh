@@ -15,7 +15,7 @@ APT_PACKAGES=(
   openssh-server openssh-client python3-lxml
   python3-zstandard python3-cryptography   # diff format 2 on the controller's system Python (the venv pins its own)
   python3-paramiko lz4 e2fsprogs procps    # copied into (lz4: packs) the guest's initramfs
-  util-linux
+  util-linux xz-utils                     # xz: the trixie guest's kernel modules (.ko.xz)
   rsync shellcheck                         # make lint: the collection copy, ansible-test's shellcheck
   zstd                                     # make bench: the zstd floor of format 2 (e2fsprogs: its ext4 volumes)
 )
