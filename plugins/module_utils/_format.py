@@ -126,6 +126,16 @@ class LvdiffWriter(StreamWriter):
         self._emit(head, body, crc)
         self.index += 1
 
+    def _seal_pooled(self, aad, payload):
+        """payload sealed (record self.index, with aad) into a pool buffer: (the buffer, the sealed bytes in it).
+        The buffer goes back to the pool if sealing fails."""
+        out = self.hasher.buffer()
+        try:
+            return out, memoryview(out)[:self._seal.encrypt_into(self.index, aad, payload, out)]
+        except BaseException:
+            self.hasher.release(out)
+            raise
+
     def check_from(self, base_fd, offset, length):
         self._flush()
         self._record(CHECK, offset, length, self._digest_pooled(base_fd, offset, length, self.header.check_digest))
@@ -157,12 +167,7 @@ class LvdiffWriter(StreamWriter):
                     payload, flags = frame, COMPRESSED
             head = self._head(DATA, flags, len(payload), offset, length)
             if self._seal is not None:
-                out = self.hasher.buffer()
-                try:
-                    sealed = memoryview(out)[:self._seal.encrypt_into(self.index, head, payload, out)]
-                except BaseException:
-                    self.hasher.release(out)
-                    raise
+                out, sealed = self._seal_pooled(head, payload)
                 self.hasher.release(buf)
                 buf, view = out, sealed
             elif payload is not view:
@@ -217,12 +222,7 @@ class LvdiffWriter(StreamWriter):
         if self._seal is None:
             self._emit_views(head, view, _CRC.pack(zlib.crc32(view, zlib.crc32(head))))
         else:
-            out = self.hasher.buffer()
-            try:
-                sealed = memoryview(out)[:self._seal.encrypt_into(self.index, head, view, out)]
-            except BaseException:
-                self.hasher.release(out)
-                raise
+            out, sealed = self._seal_pooled(head, view)
             self._emit_pooled(out, sealed, head, _CRC.pack(zlib.crc32(sealed, zlib.crc32(head))))
         self.index += 1
         self.counts['data'] += 1
@@ -235,12 +235,7 @@ class LvdiffWriter(StreamWriter):
             self._emit(head + table, frame, _CRC.pack(zlib.crc32(frame, zlib.crc32(table, zlib.crc32(head)))))
         else:
             # The table stays plaintext (a keyless host checks every range) and is authenticated with the head.
-            out = self.hasher.buffer()
-            try:
-                sealed = memoryview(out)[:self._seal.encrypt_into(self.index, head + table, frame, out)]
-            except BaseException:
-                self.hasher.release(out)
-                raise
+            out, sealed = self._seal_pooled(head + table, frame)
             crc = _CRC.pack(zlib.crc32(sealed, zlib.crc32(table, zlib.crc32(head))))
             self._emit_pooled(out, sealed, head + table, crc)
         self.index += 1
