@@ -185,6 +185,17 @@ done
 cp "$KX/$MD"/modules.{order,builtin,builtin.modinfo} "$ST/$MD/"
 depmod -b "$ST" "$KVER"
 
+# busybox for everything else (not for what the real tools in the tree provide), and as /init
+busybox_links() {
+  local a
+  for a in $("$ST/usr/bin/busybox" --list); do
+    case $a in busybox|init|linuxrc|sh|ash) continue ;; esac
+    [[ -e $ST/usr/bin/$a || -L $ST/usr/bin/$a || -e $ST/usr/sbin/$a || -L $ST/usr/sbin/$a ]] ||
+      ln -s /usr/bin/busybox "$ST/usr/bin/$a"
+  done
+  ln -s usr/bin/busybox "$ST/init"
+}
+
 if [[ $GUEST_FLAVOR == trixie ]]; then
 # --- Files from the pinned trixie packages ------------------------------------------------------
 # Unpacked over the merged-/usr skeleton above (--keep-directory-symlink: a package's ./bin/ goes
@@ -202,12 +213,7 @@ for deb in "${ROOT_DEBS[@]}"; do
 done
 # what maintainer scripts would have done: the /bin/sh link, busybox for what nothing else provides
 ln -sf dash "$ST/usr/bin/sh"
-for a in $("$ST/usr/bin/busybox" --list); do
-  case $a in busybox|init|linuxrc|sh|ash) continue ;; esac
-  [[ -e $ST/usr/bin/$a || -L $ST/usr/bin/$a || -e $ST/usr/sbin/$a || -L $ST/usr/sbin/$a ]] ||
-    ln -s /usr/bin/busybox "$ST/usr/bin/$a"
-done
-ln -s usr/bin/busybox "$ST/init"
+busybox_links
 [[ -e $ST/usr/bin/python3 ]] || ln -s python3.13 "$ST/usr/bin/python3"
 # every shared library any ELF file here needs, resolved by trixie's own loader in the tree
 # (the host's ldd would use this machine's glibc)
@@ -245,13 +251,7 @@ for f in $(dpkg -L "${BIN_PACKAGES[@]}" | grep -E '^(/usr)?/s?bin/[^/]+$'); do
   [[ -f $f || -L $f ]] && put "$f"
 done
 put /etc/mke2fs.conf
-# busybox for everything else (not for what the real tools above provide)
-for a in $("$ST/usr/bin/busybox" --list); do
-  case $a in busybox|init|linuxrc|sh|ash) continue ;; esac
-  [[ -e $ST/usr/bin/$a || -L $ST/usr/bin/$a || -e $ST/usr/sbin/$a || -L $ST/usr/sbin/$a ]] ||
-    ln -s /usr/bin/busybox "$ST/usr/bin/$a"
-done
-ln -s usr/bin/busybox "$ST/init"
+busybox_links
 ln -sf dash "$ST/usr/bin/sh"
 
 # OpenSSH
