@@ -34,6 +34,7 @@ ROOTS=(busybox-static bash dash coreutils util-linux mount e2fsprogs lvm2 dmsetu
   libc6 libgcc-s1 libssl3t64 openssl-provider-legacy)
 
 die() { echo "trixie debs: ERROR: $*" >&2; exit 1; }
+source tests/setup/apt-archive.sh  # debian_archive_uri
 log() { echo "trixie debs: $*"; }
 
 DEBS=$CACHE/debs
@@ -53,9 +54,7 @@ apt_setup() { # private apt configuration and fresh trixie lists (once per run)
   ((apt_ready)) && return 0
   local uri
   # the archive this machine's apt uses (deb822 or one-line sources), suite trixie instead
-  uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-  [[ -n $uri ]] || uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-                         /etc/apt/sources.list 2>/dev/null || true)
+  uri=$(debian_archive_uri)
   [[ -n $uri ]] || die "cannot find the Debian archive in this machine's apt sources"
   gpg --no-default-keyring --keyring "$KEYRING" --list-keys 2>/dev/null | grep -q '(13/trixie)' ||
     die "$KEYRING holds no Debian 13 (trixie) archive key: upgrade debian-archive-keyring"

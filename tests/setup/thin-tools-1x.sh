@@ -25,6 +25,7 @@ OUT=$PWD/tests/output/thin-tools
 DEST=$OUT/1.x
 DEB=$OUT/cache/${PKG}_${VERSION//:/%3a}_${ARCH}.deb
 die() { echo "thin-tools 1.x: ERROR: $*" >&2; exit 1; }
+source tests/setup/apt-archive.sh  # debian_archive_uri
 
 [[ $(dpkg --print-architecture) == "$ARCH" ]] || die "pinned for $ARCH only (this is $(dpkg --print-architecture))"
 
@@ -35,9 +36,7 @@ fi
 
 if ! ok; then
   # The archive this machine's apt uses (deb822 or one-line sources), suite trixie instead.
-  uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-  [[ -n $uri ]] || uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-                         /etc/apt/sources.list 2>/dev/null || true)
+  uri=$(debian_archive_uri)
   [[ -n $uri ]] || die "cannot find the Debian archive in this machine's apt sources"
   apt_dir=$OUT/apt
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$OUT/cache"
