@@ -27,7 +27,7 @@ from ansible_collections.lvdiff.thin.plugins.module_utils._errors import LvdiffE
 # cryptography's AEAD classes, loaded by the first Seal (_load_aead): a process that never seals or opens a
 # record (format 1, compressed only, a keyless check) does not carry them, 9 MiB of RSS. At import, only
 # whether the library is there.
-InvalidTag = Cipher = algorithms = modes = ChaCha20Poly1305 = None
+InvalidTag = Cipher = algorithms = modes = ChaCha20Poly1305 = AESGCM = None
 try:
     HAS_CRYPTOGRAPHY = find_spec('cryptography') is not None
     CRYPTOGRAPHY_IMPORT_ERROR = None if HAS_CRYPTOGRAPHY else ImportError('No module named cryptography')
@@ -222,7 +222,7 @@ def record_key_for_reading(key, encryption, name):
 
 def _load_aead():
     """Import cryptography's AEAD classes once (MissingLibraryError if they cannot be)."""
-    global InvalidTag, Cipher, algorithms, modes, ChaCha20Poly1305  # pylint: disable=global-statement
+    global InvalidTag, Cipher, algorithms, modes, ChaCha20Poly1305, AESGCM  # pylint: disable=global-statement
     if not HAS_CRYPTOGRAPHY:  # first: the flag is the truth (and what the tests set)
         raise MissingLibraryError('cryptography', 'an encrypted diff', CRYPTOGRAPHY_IMPORT_ERROR)
     if Cipher is not None:
@@ -230,10 +230,11 @@ def _load_aead():
     try:
         from cryptography.exceptions import InvalidTag as _invalid_tag
         from cryptography.hazmat.primitives.ciphers import Cipher as _cipher, algorithms as _algorithms, modes as _modes
-        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305 as _chacha
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM as _aesgcm, ChaCha20Poly1305 as _chacha
     except ImportError as e:
         raise MissingLibraryError('cryptography', 'an encrypted diff', e)
     InvalidTag, algorithms, modes, ChaCha20Poly1305, Cipher = _invalid_tag, _algorithms, _modes, _chacha, _cipher
+    AESGCM = _aesgcm
 
 
 class BadTag(ValueError):
@@ -249,14 +250,19 @@ class Seal:
         _load_aead()
         self.algorithm = algorithm
         self._key = record_key
-        # AES-GCM through the Cipher interface: update_into fills our buffers (AESGCM.encrypt copies
-        # each record several times: 0.5 GB/s instead of 3.5 with Debian 12's cryptography 38).
+        # One-shot encrypt_into/decrypt_into (cryptography 44+) fill our buffers with no copy: 2.4 GB/s here
+        # against 1.4 for AES-GCM through the Cipher interface (update_into), the way for older releases
+        # (AESGCM.encrypt copies each record several times: 0.5 GB/s with Debian 12's cryptography 38).
         self._chacha = ChaCha20Poly1305(record_key) if algorithm == CHACHA else None
+        aead = self._chacha or AESGCM(record_key)
+        self._into = aead if hasattr(aead, 'encrypt_into') else None
 
     def encrypt_into(self, index, aad, payload, out):
         """Write payload's ciphertext and tag into out (len(payload) + SEAL_SLACK bytes at least):
         their length."""
         n = len(payload)
+        if self._into is not None:
+            return self._into.encrypt_into(nonce(index), payload, bytes(aad), memoryview(out)[:n + TAG])
         if self._chacha is not None:
             out[:n + TAG] = self._chacha.encrypt(nonce(index), bytes(payload), bytes(aad))
             return n + TAG
@@ -280,6 +286,10 @@ class Seal:
         before the tag is checked."""
         n = len(body) - TAG
         try:
+            if self._into is not None:
+                view = memoryview(out)[:n]
+                self._into.decrypt_into(nonce(index), body, bytes(aad), view)
+                return view
             if self._chacha is not None:
                 plain = self._chacha.decrypt(nonce(index), bytes(body), bytes(aad))
                 out[:n] = plain

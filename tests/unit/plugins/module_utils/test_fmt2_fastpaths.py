@@ -1,6 +1,7 @@
-"""The two ways format 2 saves time and memory (tests/bench, docs/benchmarks.md "Format 2"): a zstd frame
-read in one call where zstandard can refuse bytes after it, and cryptography loaded only by the first Seal.
-Both must read and refuse exactly what the slower ways do."""
+"""The ways format 2 saves time and memory (tests/bench, docs/benchmarks.md "Format 2"): a zstd frame
+read in one call where zstandard can refuse bytes after it, records sealed and opened in place where
+cryptography has encrypt_into/decrypt_into, and cryptography loaded only by the first Seal.
+Each must read and refuse exactly what the slower way does."""
 
 import os
 import random
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from ansible_collections.lvdiff.thin.plugins.module_utils import _zstd
+from ansible_collections.lvdiff.thin.plugins.module_utils import _seal, _zstd
 
 RECORD = 256 * 1024
 
@@ -96,3 +97,24 @@ def test_cryptography_is_loaded_by_the_first_seal_only():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, '-c', _IMPORTS], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ['True', 'False', 'True']
+
+
+@pytest.mark.parametrize('algorithm', [_seal.AES_GCM, _seal.CHACHA])
+def test_sealing_in_place_equals_the_older_cryptography_way(algorithm):
+    """encrypt_into/decrypt_into (cryptography 44+) and the ways older releases have (Cipher.update_into for
+    AES-GCM, ChaCha20Poly1305.encrypt): the same bytes sealed, the same plaintext opened, the same refusals."""
+    fast, slow = _seal.Seal(algorithm, bytes(range(32))), _seal.Seal(algorithm, bytes(range(32)))
+    if fast._into is None:
+        pytest.skip('this cryptography has no encrypt_into: only the older way exists here')
+    slow._into = None
+    for payload in (b'', b'x', _record()):
+        aad = b'head %d' % len(payload)
+        sealed = [bytes(s.encrypt(7, aad, memoryview(payload))) for s in (fast, slow)]
+        assert sealed[0] == sealed[1] and len(sealed[0]) == len(payload) + _seal.TAG
+        for opener in (fast, slow):
+            out = bytearray(len(payload) + _seal.SEAL_SLACK)
+            assert bytes(opener.decrypt_into(7, aad, memoryview(sealed[0]), out)) == payload
+            for index, bad_aad, body in ((8, aad, sealed[0]), (7, aad + b'!', sealed[0]),
+                                         (7, aad, sealed[0][:-1] + bytes([sealed[0][-1] ^ 1]))):
+                with pytest.raises(_seal.BadTag):
+                    opener.decrypt_into(index, bad_aad, memoryview(body), out)
