@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# make test: the host checks (make unit, lint, docs-check, bench-smoke, one after the other) run beside
-# the integration targets in the guest, whose software-emulated CPU leaves the host's second core mostly
-# idle; the host checks' output is kept in tests/output/host-checks.log and shown when they end.
+# make test: the host checks (make unit, lint, docs-check, bench-smoke, one after the other) and the
+# Debian 13 guest's targets run beside the integration targets in the Debian 12 guest; their output is
+# kept in tests/output/host-checks.log and tests/output/integration-trixie.log and shown when they end.
 # Every check runs even after another failed; the exit status is non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -23,21 +23,33 @@ host_checks() {
   return $failed
 }
 
+# The Debian 13 guest (Rust thin tools, lvm2 2.03.31, Python 3.13) runs the modules' targets in a
+# second QEMU beside the first: each guest's emulated CPU mostly keeps one host core busy.
+TRIXIE_TARGETS=(lvdiff lvdiff_info lvpatch send receive)
+TRIXIE_LOG=tests/output/integration-trixie.log
+
 host_checks >"$LOG" 2>&1 &
 host_pid=$!
-trap 'kill "$host_pid" 2>/dev/null' INT TERM
+GUEST=trixie tests/integration/run.sh "${TRIXIE_TARGETS[@]}" >"$TRIXIE_LOG" 2>&1 &
+trixie_pid=$!
+trap 'kill "$host_pid" "$trixie_pid" 2>/dev/null' INT TERM
 echo "=== host checks (unit, lint, docs-check, bench-smoke) started beside the integration targets: $LOG"
+echo "=== Debian 13 guest: ${TRIXIE_TARGETS[*]} started beside them: $TRIXIE_LOG"
 
 make --no-print-directory integration
 integration_rc=$?
+echo "=== Debian 12 guest: integration $( ((integration_rc == 0)) && echo passed || echo FAILED) in $(( $(date +%s) - t0 )) s"
 
-if kill -0 "$host_pid" 2>/dev/null; then
-  echo "=== integration ended; waiting for the host checks"
-fi
+wait "$trixie_pid"
+trixie_rc=$?
+echo "=== Debian 13 guest: output"
+cat "$TRIXIE_LOG"
+echo "=== Debian 13 guest: integration $( ((trixie_rc == 0)) && echo passed || echo FAILED) in $(( $(date +%s) - t0 )) s"
 wait "$host_pid"
 host_rc=$?
 echo "=== host checks: output"
 cat "$LOG"
-echo "=== make test: integration $( ((integration_rc == 0)) && echo passed || echo FAILED)," \
-  "host checks $( ((host_rc == 0)) && echo passed || echo FAILED), in $(( $(date +%s) - t0 )) s"
-((integration_rc == 0 && host_rc == 0))
+ok() { (($1 == 0)) && echo passed || echo FAILED; }
+echo "=== make test: integration Debian 12 $(ok $integration_rc), Debian 13 $(ok $trixie_rc)," \
+  "host checks $(ok $host_rc), in $(( $(date +%s) - t0 )) s"
+((integration_rc == 0 && trixie_rc == 0 && host_rc == 0))

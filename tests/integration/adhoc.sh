@@ -5,7 +5,7 @@ cd "$(dirname "$0")/../.."
 # shellcheck disable=SC1091
 source "${GUEST_OUT:-tests/output/guest}/env.sh"
 export ANSIBLE_COLLECTIONS_PATH=$PWD/tests/output/collections ANSIBLE_NOCOLOR=1 ANSIBLE_CALLBACK_RESULT_FORMAT=json
-A=".venv/bin/ansible -i $GUEST_INVENTORY"
+A="${ANSIBLE_BIN:-.venv/bin}/ansible -i $GUEST_INVENTORY"
 
 guest_ssh src 'set -e; lvremove -qq -y vgsrc/adhoc vgsrc/adhoc-s1 2>/dev/null || true
   lvcreate -qq -T vgsrc/pool -V 32m -n adhoc

@@ -22,7 +22,7 @@ export ANSIBLE_COLLECTIONS_PATH=$ROOT/tests/output/collections
 export ANSIBLE_ROLES_PATH=$ROOT/tests/integration/targets
 export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0
 export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
-ANSIBLE=$ROOT/.venv/bin
+ANSIBLE=${ANSIBLE_BIN:-$ROOT/.venv/bin}  # ANSIBLE_BIN: another ansible-core (tests/matrix/run.sh)
 
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(lvdiff lvdiff_info lvpatch send receive restore replicate backup format2)
