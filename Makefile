@@ -31,7 +31,8 @@ lint: deps $(COLLECTION_LINK)
 	tests/lint/run.sh
 
 ## ansible-test sanity and units with each ansible-core release in use (2.16 to 2.19, pinned in
-## tests/matrix/run.sh), each in its own venv under tests/output/matrix/; not in make test (15-25 min per release)
+## tests/matrix/run.sh), each in its own venv under tests/output/matrix/, then the integration target
+## roundtrip in the guest with the oldest and the newest; not in make test (15-25 min per release)
 test-matrix: deps $(COLLECTION_LINK)
 	tests/matrix/run.sh
 
