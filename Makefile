@@ -12,8 +12,8 @@ deps:
 COLLECTION_LINK := tests/output/collections/ansible_collections/lvdiff/thin
 
 ## make test: every test (unit tests on real thin-tools output, the quality gates, the docs site
-## built and screenshot-checked, a smoke run of the benchmarks), beside real LVM in the Debian 12 guest (every
-## target) and the Debian 13 guest (the modules' targets) (tests/test.sh)
+## built and screenshot-checked, a smoke run of the benchmarks), beside real LVM in two guests, Debian 12 and 13:
+## the modules' targets on both, the role targets split between them (tests/test.sh)
 test: deps $(COLLECTION_LINK)
 	tests/test.sh
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots the test guest, runs every integration target and the ad hoc checks against it,
 # and always powers the guest off. Fails (never skips) when the guest cannot start.
-# Usage: tests/integration/run.sh [target ...]   (default: all)
+# Usage: tests/integration/run.sh [target ...]   (default: all, and fleet-smoke: bench-fleet's N=2 run)
 # A target with an executable runme.sh (script target, as in ansible-test) runs that script, with
 # GUEST_INVENTORY and the ANSIBLE_* settings below in its environment; the others run as roles
 # through main.yml. GUEST_OUT relocates the guest (tests/guest/README.md), e.g. for a second guest;
@@ -25,12 +25,15 @@ export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
 ANSIBLE=${ANSIBLE_BIN:-$ROOT/.venv/bin}  # ANSIBLE_BIN: another ansible-core (tests/matrix/run.sh)
 
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(lvdiff lvdiff_info lvpatch send receive restore replicate backup format2)
+[[ ${#targets[@]} -gt 0 ]] ||
+  targets=(lvdiff lvdiff_info lvpatch send receive restore replicate backup format2 fleet-smoke)
 passed=0 failed=0
 for t in "${targets[@]}"; do
   echo "=== integration target $t"
   start=$(date +%s)
-  if [[ -x tests/integration/targets/$t/runme.sh ]]; then
+  if [[ $t == fleet-smoke ]]; then  # the replicate role on 2 volumes (tests/bench/fleet.py --smoke)
+    cmd=(env FLEET_GUEST_RUNNING=1 "$ANSIBLE/python" tests/bench/fleet.py --smoke)
+  elif [[ -x tests/integration/targets/$t/runme.sh ]]; then
     cmd=(env "PATH=$ANSIBLE:$PATH" "tests/integration/targets/$t/runme.sh")
   else
     cmd=("$ANSIBLE/ansible-playbook" -i "$GUEST_INVENTORY" tests/integration/main.yml -e "{\"targets\": [\"$t\"]}")
@@ -41,15 +44,6 @@ for t in "${targets[@]}"; do
     failed=$((failed + 1)); echo "=== $t: FAILED"
   fi
 done
-
-if [[ $# -eq 0 ]]; then  # the whole run only: the replicate role on 2 volumes (tests/bench/fleet.py)
-  echo "=== bench-fleet smoke"
-  if FLEET_GUEST_RUNNING=1 "$ANSIBLE/python" tests/bench/fleet.py --smoke; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1)); echo "=== bench-fleet smoke: FAILED"
-  fi
-fi
 
 echo "=== ad hoc: ansible src -m lvdiff.thin.lvdiff_info"
 if tests/integration/adhoc.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== adhoc: FAILED"; fi
