@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.." || exit 1
 LOG=tests/output/host-checks.log
 mkdir -p tests/output
 t0=$(date +%s)
+ok() { (($1 == 0)) && echo passed || echo FAILED; }
 
 host_checks() {
   local t start rc failed=0
@@ -17,7 +18,7 @@ host_checks() {
     # nice: the guest's targets are the long pole; these fit in their shadow
     nice -n 5 make --no-print-directory "$t"
     rc=$?
-    echo "=== make $t: $( ((rc == 0)) && echo passed || echo FAILED) in $(( $(date +%s) - start )) s"
+    echo "=== make $t: $(ok $rc) in $(( $(date +%s) - start )) s"
     ((rc == 0)) || failed=1
   done
   return $failed
@@ -48,18 +49,17 @@ echo "=== Debian 13 guest: ${TRIXIE_TARGETS[*]} started beside them: $TRIXIE_LOG
 echo "=== Debian 12 guest: ${DEB12_TARGETS[*]}"
 tests/integration/run.sh "${DEB12_TARGETS[@]}"
 integration_rc=$?
-echo "=== Debian 12 guest: integration $( ((integration_rc == 0)) && echo passed || echo FAILED) in $(( $(date +%s) - t0 )) s"
+echo "=== Debian 12 guest: integration $(ok $integration_rc) in $(( $(date +%s) - t0 )) s"
 
 wait "$trixie_pid"
 trixie_rc=$?
 echo "=== Debian 13 guest: output"
 cat "$TRIXIE_LOG"
-echo "=== Debian 13 guest: integration $( ((trixie_rc == 0)) && echo passed || echo FAILED)"
+echo "=== Debian 13 guest: integration $(ok $trixie_rc)"
 wait "$host_pid"
 host_rc=$?
 echo "=== host checks: output"
 cat "$LOG"
-ok() { (($1 == 0)) && echo passed || echo FAILED; }
 echo "=== make test: integration Debian 12 $(ok $integration_rc), Debian 13 $(ok $trixie_rc)," \
   "host checks $(ok $host_rc), in $(( $(date +%s) - t0 )) s"
 ((integration_rc == 0 && trixie_rc == 0 && host_rc == 0))

@@ -545,8 +545,6 @@ class Bench:
                 'value is the median of its children, with their spread (max - min).'
                 % (self.RSS_RUNS, self.RSS_RUNS, fmt_mib(self.fmt2_rss_base)))
             add('')
-            # The writer's and reader's buffer pools (at most 4 buffers of 4 MiB, each made only when the others
-            # are busy) fill up over the first few hundred MiB, so flat is judged between the two largest sizes.
             add('The buffer pools of the writer and the reader hold at most 4 buffers of 4 MiB, each made only when '
                 'the others are still busy: whether a run reaches that bound depends on timing, not on the size. '
                 'Memory is flat when the largest volume\'s median is at most 2 MiB above the highest median of the '
